@@ -1,0 +1,312 @@
+//! Body comparison: parse each body once, then walk both JSON trees in step.
+//!
+//! Equal subtrees cost one comparison per node and no allocation; rules are
+//! consulted only where the values differ (and at arrays, when set rules
+//! exist), so typical "same" responses stay in the fast path.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::{Number, Value};
+
+use crate::record::{BodyDiff, DiffKind, MAX_BODY_DIFFS};
+use crate::rules::RuleSet;
+use crate::rules::pointer::{PathSeg, render};
+
+/// Text bodies longer than this are cut in diff records.
+const MAX_TEXT_CHARS: usize = 2048;
+
+/// Arrays longer than this are compared by index even under a set rule, to
+/// bound the quadratic multiset match.
+const MAX_SET_LEN: usize = 2000;
+
+/// A body parsed once for everything that needs it (envelope checks, the
+/// walk, the request snapshot).
+#[derive(Debug)]
+pub(crate) enum ParsedBody {
+    Empty,
+    Json(Value),
+    Text(Bytes),
+}
+
+impl ParsedBody {
+    /// Parses as JSON when the content type says so or, without one, when
+    /// the body starts like JSON; anything unparsable is text.
+    pub fn parse(headers: &HeaderMap, body: &Bytes) -> Self {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return ParsedBody::Empty;
+        }
+        let content_type = content_type(headers);
+        let looks_json = if content_type.is_empty() {
+            matches!(
+                body.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'{' | b'[')
+            )
+        } else {
+            content_type.contains("json")
+        };
+        if looks_json && let Ok(value) = serde_json::from_slice::<Value>(body) {
+            return ParsedBody::Json(value);
+        }
+        ParsedBody::Text(body.clone())
+    }
+
+    pub fn json(&self) -> Option<&Value> {
+        match self {
+            ParsedBody::Json(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The body as a record value: JSON as is, text as a (cut) string.
+    pub fn to_value(&self) -> Option<Value> {
+        match self {
+            ParsedBody::Empty => None,
+            ParsedBody::Json(v) => Some(v.clone()),
+            ParsedBody::Text(b) => Some(Value::String(cut_text(b))),
+        }
+    }
+}
+
+pub(crate) fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn cut_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
+}
+
+/// Collects body differences under a rule set.
+pub(crate) struct BodyWalk<'r> {
+    rules: &'r RuleSet,
+    /// Pointers where primary and secondary already disagree (Diffy-style
+    /// noise); differences at or below them are noise.
+    secondary_noise: Option<&'r HashSet<String>>,
+    pub diffs: Vec<BodyDiff>,
+    pub truncated: usize,
+}
+
+impl<'r> BodyWalk<'r> {
+    pub fn new(rules: &'r RuleSet, secondary_noise: Option<&'r HashSet<String>>) -> Self {
+        Self {
+            rules,
+            secondary_noise,
+            diffs: Vec::new(),
+            truncated: 0,
+        }
+    }
+
+    pub fn compare(&mut self, primary: &ParsedBody, candidate: &ParsedBody) {
+        let mut path = Vec::new();
+        match (primary, candidate) {
+            (ParsedBody::Empty, ParsedBody::Empty) => {}
+            (ParsedBody::Json(p), ParsedBody::Json(c)) => self.walk(&mut path, p, c),
+            (ParsedBody::Text(p), ParsedBody::Text(c)) => {
+                if p != c {
+                    let (p, c) = (text_value(p), text_value(c));
+                    self.leaf(&path, DiffKind::Changed, Some(&p), Some(&c));
+                }
+            }
+            (ParsedBody::Empty, c) => {
+                let c = c.to_value();
+                self.leaf(&path, DiffKind::Added, None, c.as_ref());
+            }
+            (p, ParsedBody::Empty) => {
+                let p = p.to_value();
+                self.leaf(&path, DiffKind::Removed, p.as_ref(), None);
+            }
+            (p, c) => {
+                let (p, c) = (p.to_value(), c.to_value());
+                self.leaf(&path, DiffKind::Type, p.as_ref(), c.as_ref());
+            }
+        }
+    }
+
+    fn walk<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, p: &'v Value, c: &'v Value) {
+        match (p, c) {
+            (Value::Object(pm), Value::Object(cm)) => {
+                for (key, pv) in pm {
+                    path.push(PathSeg::Key(key));
+                    match cm.get(key) {
+                        Some(cv) => self.walk(path, pv, cv),
+                        None => self.leaf(path, DiffKind::Removed, Some(pv), None),
+                    }
+                    path.pop();
+                }
+                for (key, cv) in cm.iter().filter(|(k, _)| !pm.contains_key(*k)) {
+                    path.push(PathSeg::Key(key));
+                    self.leaf(path, DiffKind::Added, None, Some(cv));
+                    path.pop();
+                }
+            }
+            (Value::Array(pa), Value::Array(ca)) => {
+                if !self.rules.sets.is_empty()
+                    && pa.len().max(ca.len()) <= MAX_SET_LEN
+                    && self.rules.is_set(path)
+                {
+                    self.compare_set(path, pa, ca);
+                    return;
+                }
+                for (i, (pv, cv)) in pa.iter().zip(ca).enumerate() {
+                    path.push(PathSeg::Index(i));
+                    self.walk(path, pv, cv);
+                    path.pop();
+                }
+                for (i, pv) in pa.iter().enumerate().skip(ca.len()) {
+                    path.push(PathSeg::Index(i));
+                    self.leaf(path, DiffKind::Removed, Some(pv), None);
+                    path.pop();
+                }
+                for (i, cv) in ca.iter().enumerate().skip(pa.len()) {
+                    path.push(PathSeg::Index(i));
+                    self.leaf(path, DiffKind::Added, None, Some(cv));
+                    path.pop();
+                }
+            }
+            (Value::String(a), Value::String(b)) => {
+                if a != b {
+                    self.leaf(path, DiffKind::Changed, Some(p), Some(c));
+                }
+            }
+            (Value::Number(a), Value::Number(b)) => {
+                if !numbers_equal(a, b) {
+                    self.leaf(path, DiffKind::Changed, Some(p), Some(c));
+                }
+            }
+            (Value::Bool(a), Value::Bool(b)) => {
+                if a != b {
+                    self.leaf(path, DiffKind::Changed, Some(p), Some(c));
+                }
+            }
+            (Value::Null, Value::Null) => {}
+            _ => self.leaf(path, DiffKind::Type, Some(p), Some(c)),
+        }
+    }
+
+    /// Multiset comparison: every primary element is paired with an equal,
+    /// unused candidate element; the rest are removed/added.
+    fn compare_set<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, pa: &'v [Value], ca: &'v [Value]) {
+        let mut used = vec![false; ca.len()];
+        let mut unpaired = Vec::new();
+        for (i, pv) in pa.iter().enumerate() {
+            let partner = ca
+                .iter()
+                .enumerate()
+                .position(|(j, cv)| !used.get(j).copied().unwrap_or(true) && values_equal(pv, cv));
+            match partner {
+                Some(j) => {
+                    if let Some(slot) = used.get_mut(j) {
+                        *slot = true;
+                    }
+                }
+                None => unpaired.push(i),
+            }
+        }
+        for i in unpaired {
+            path.push(PathSeg::Index(i));
+            self.leaf(path, DiffKind::Removed, pa.get(i), None);
+            path.pop();
+        }
+        for (j, cv) in ca.iter().enumerate() {
+            if !used.get(j).copied().unwrap_or(false) {
+                path.push(PathSeg::Index(j));
+                self.leaf(path, DiffKind::Added, None, Some(cv));
+                path.pop();
+            }
+        }
+    }
+
+    fn leaf(&mut self, path: &[PathSeg<'_>], kind: DiffKind, p: Option<&Value>, c: Option<&Value>) {
+        if self.rules.is_ignored(path) {
+            return;
+        }
+        let mut noise = match (p, c) {
+            (Some(p), Some(c)) => self.rules.noise_for(path, p, c).map(str::to_owned),
+            _ => None,
+        };
+        let pointer = render(path);
+        if noise.is_none()
+            && let Some(noisy) = self.secondary_noise
+            && is_under_any(&pointer, noisy)
+        {
+            noise = Some("secondary".to_owned());
+        }
+        let diff = BodyDiff {
+            pointer,
+            kind,
+            primary: p.cloned(),
+            candidate: c.cloned(),
+            noise,
+        };
+        self.push(diff);
+    }
+
+    /// Keeps at most [`MAX_BODY_DIFFS`]; a real difference evicts a noise
+    /// one, so the verdict never loses a real difference to truncation.
+    fn push(&mut self, diff: BodyDiff) {
+        if self.diffs.len() < MAX_BODY_DIFFS {
+            self.diffs.push(diff);
+            return;
+        }
+        self.truncated += 1;
+        if diff.noise.is_none()
+            && let Some(slot) = self.diffs.iter_mut().rev().find(|d| d.noise.is_some())
+        {
+            *slot = diff;
+        }
+    }
+}
+
+fn text_value(bytes: &Bytes) -> Value {
+    Value::String(cut_text(bytes))
+}
+
+/// Whether `pointer` is one of `set` or lies below one of them.
+pub(crate) fn is_under_any(pointer: &str, set: &HashSet<String>) -> bool {
+    if set.contains(pointer) || set.contains("") {
+        return true;
+    }
+    pointer
+        .match_indices('/')
+        .skip(1)
+        .any(|(i, _)| set.contains(&pointer[..i]))
+}
+
+/// Numbers are equal when they denote the same value: `1` equals `1.0`.
+fn numbers_equal(a: &Number, b: &Number) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a.as_u64(), b.as_u64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a.as_f64().zip(b.as_f64()).is_some_and(|(x, y)| x == y),
+        },
+    }
+}
+
+/// Deep equality with the numeric rule of [`numbers_equal`].
+fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => numbers_equal(x, y),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| values_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x
+                    .iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}

@@ -1,0 +1,248 @@
+//! The diff engine: one [`Exchange`] in, one [`DiffRecord`] out.
+//!
+//! Order of work for an exchange:
+//! 1. find the route and its compiled rules;
+//! 2. parse both bodies once;
+//! 3. statuses: an envelope class (legacy error body ≡ problem+json) or a
+//!    status class may make different statuses equivalent;
+//! 4. headers: ignored names skipped, normalisers applied to differing values;
+//! 5. bodies: both trees walked in step, differences checked against ignore
+//!    paths, set rules and shape matchers;
+//! 6. verdict, latencies and (when it differs) the request snapshot.
+//!
+//! The record is not redacted here: pass it through a [`crate::Redactor`]
+//! (or write it with [`crate::DiffLogWriter`], which does) before storing it.
+
+mod body;
+mod headers;
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use serde_json::Value;
+
+pub(crate) use body::ParsedBody;
+use body::{BodyWalk, content_type};
+
+use crate::exchange::{Exchange, RecordedRequest, RecordedResponse, correlation_id};
+use crate::record::{DiffRecord, Latency, RequestSnapshot, SCHEMA_VERSION, StatusDiff, Verdict};
+use crate::rules::{RuleSet, Rules};
+
+/// When a record carries the request (for "copy as curl").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepRequest {
+    Never,
+    /// Only when the verdict is `differs` (the default: those are the
+    /// examples a report shows).
+    #[default]
+    WhenDiffers,
+    Always,
+}
+
+/// Compares exchanges under compiled rules. Cheap to share: wrap it in an
+/// `Arc` and call [`Differ::diff`] from any number of tasks.
+#[derive(Debug, Clone)]
+pub struct Differ {
+    rules: Rules,
+    keep_request: KeepRequest,
+}
+
+/// What the primary/secondary comparison found to be noisy in one exchange.
+#[derive(Debug, Default)]
+struct SecondaryNoise {
+    status: bool,
+    headers: HashSet<String>,
+    body: HashSet<String>,
+}
+
+impl Differ {
+    pub fn new(rules: Rules) -> Self {
+        Self {
+            rules,
+            keep_request: KeepRequest::default(),
+        }
+    }
+
+    /// Sets when records carry the request snapshot.
+    pub fn keep_request(mut self, keep: KeepRequest) -> Self {
+        self.keep_request = keep;
+        self
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Compares the primary's and the candidate's answers.
+    pub fn diff(&self, exchange: &Exchange) -> DiffRecord {
+        self.diff_parts(
+            &exchange.request,
+            &exchange.primary,
+            &exchange.candidate,
+            None,
+        )
+    }
+
+    /// Diffy-style noise cancellation: what differs between the primary and
+    /// a second instance of the primary (the secondary) is noise by
+    /// definition, so the same paths in the candidate diff are marked
+    /// `secondary`. Only for read-only routes: calling the primary twice
+    /// doubles side effects.
+    pub fn diff_with_secondary(&self, exchange: &Exchange, secondary: &RecordedResponse) -> DiffRecord {
+        let baseline = self.diff_parts(&exchange.request, &exchange.primary, secondary, None);
+        let noise = SecondaryNoise {
+            status: baseline
+                .status
+                .as_ref()
+                .is_some_and(|s| s.primary != s.candidate),
+            headers: baseline.headers.into_iter().map(|d| d.name).collect(),
+            body: baseline.body.into_iter().map(|d| d.pointer).collect(),
+        };
+        self.diff_parts(
+            &exchange.request,
+            &exchange.primary,
+            &exchange.candidate,
+            Some(&noise),
+        )
+    }
+
+    fn diff_parts(
+        &self,
+        request: &RecordedRequest,
+        primary: &RecordedResponse,
+        candidate: &RecordedResponse,
+        secondary: Option<&SecondaryNoise>,
+    ) -> DiffRecord {
+        let (route, rules) = self.rules.route(&request.method, &request.path);
+        let p_body = ParsedBody::parse(&primary.headers, &primary.body);
+        let c_body = ParsedBody::parse(&candidate.headers, &candidate.body);
+
+        let (status, envelope) = if request.is_event() {
+            (None, None)
+        } else {
+            let (status, envelope) = compare_status(rules, primary, candidate, &p_body, &c_body);
+            let status = status.map(|mut s| {
+                if s.noise.is_none() && s.primary != s.candidate && secondary.is_some_and(|n| n.status) {
+                    s.noise = Some("secondary".to_owned());
+                }
+                s
+            });
+            (status, envelope)
+        };
+
+        let headers = headers::compare(
+            rules,
+            &primary.headers,
+            &candidate.headers,
+            secondary.map(|n| &n.headers),
+        );
+
+        let mut walk = BodyWalk::new(rules, secondary.map(|n| &n.body));
+        if envelope.is_none() && !rules.ignore_body {
+            walk.compare(&p_body, &c_body);
+        }
+
+        let mut record = DiffRecord {
+            schema_version: SCHEMA_VERSION,
+            ts: Utc::now(),
+            route: route.into_owned(),
+            method: display_method(request),
+            correlation_id: request
+                .correlation_id()
+                .or_else(|| correlation_id(&primary.headers))
+                .or_else(|| correlation_id(&candidate.headers))
+                .map(str::to_owned),
+            status,
+            headers,
+            body: walk.diffs,
+            truncated: walk.truncated,
+            envelope,
+            verdict: Verdict::Same,
+            latency_ms: Some(Latency {
+                primary: primary.latency.as_secs_f64() * 1000.0,
+                candidate: candidate.latency.as_secs_f64() * 1000.0,
+            }),
+            request: None,
+            unmatched: None,
+            error: None,
+            redacted: false,
+        };
+        record.recompute_verdict();
+        let keep = match self.keep_request {
+            KeepRequest::Never => false,
+            KeepRequest::WhenDiffers => record.verdict == Verdict::Differs,
+            KeepRequest::Always => true,
+        };
+        if keep && !request.is_event() {
+            record.request = Some(snapshot(request));
+        }
+        record
+    }
+}
+
+fn display_method(request: &RecordedRequest) -> String {
+    request.method.as_str().to_owned()
+}
+
+/// Compares statuses. Returns the status pair (noise set when a rule
+/// explains the difference) and, when both bodies fit an envelope class with
+/// the same effective status, the class name (bodies are then not compared).
+fn compare_status(
+    rules: &RuleSet,
+    primary: &RecordedResponse,
+    candidate: &RecordedResponse,
+    p_body: &ParsedBody,
+    c_body: &ParsedBody,
+) -> (Option<StatusDiff>, Option<String>) {
+    let (ps, cs) = (primary.status.as_u16(), candidate.status.as_u16());
+    let (p_ct, c_ct) = (content_type(&primary.headers), content_type(&candidate.headers));
+    let envelope = rules.envelope_classes.iter().find(|class| {
+        let p = class.primary.effective_status(ps, p_ct, p_body.json());
+        let c = class.candidate.effective_status(cs, c_ct, c_body.json());
+        matches!((p, c), (Some(p), Some(c)) if p == c)
+    });
+    let noise = if ps == cs {
+        None
+    } else if let Some(class) = envelope {
+        Some(format!("envelope:{}", class.name))
+    } else {
+        rules
+            .status_classes
+            .iter()
+            .find(|class| class.admits(ps, cs))
+            .map(|class| format!("status-class:{}", class.name))
+    };
+    (
+        Some(StatusDiff {
+            primary: ps,
+            candidate: cs,
+            noise,
+        }),
+        envelope.map(|class| class.name.clone()),
+    )
+}
+
+/// The request as a record value (not yet redacted).
+pub(crate) fn snapshot(request: &RecordedRequest) -> RequestSnapshot {
+    let body = ParsedBody::parse(&request.headers, &request.body).to_value();
+    RequestSnapshot {
+        method: request.method.as_str().to_owned(),
+        path: request.path.clone(),
+        headers: request
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    }
+}
+
+/// A JSON value for a body in places that need one (events pairing).
+pub(crate) fn body_value(headers: &http::HeaderMap, body: &bytes::Bytes) -> Option<Value> {
+    ParsedBody::parse(headers, body).to_value()
+}

@@ -1,0 +1,242 @@
+//! The diff record: one per compared exchange, one JSON object per line in a
+//! diff log. Its JSON Schema is `compare/schemas/diff-record.v1.schema.json`;
+//! the mirror proxy, `compare replay` and `compare events` write it, and
+//! `compare report` and `compare learn-noise` read it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Bumped when a field changes meaning or is removed; adding an optional
+/// field keeps the version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// At most this many body differences are kept per record; the rest are
+/// counted in [`DiffRecord::truncated`]. Keeps a pathological response from
+/// producing a huge log line.
+pub const MAX_BODY_DIFFS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffRecord {
+    pub schema_version: u32,
+    /// When the diff was made.
+    pub ts: DateTime<Utc>,
+    /// Route template from the rules (`POST /v1/sms/send`), or one guessed
+    /// from the path.
+    pub route: String,
+    pub method: String,
+    /// Correlation id from `X-Correlation-ID`, `Kong-Request-ID` or
+    /// `X-Request-Id` (events: the pairing key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Absent for NATS events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusDiff>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderDiff>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub body: Vec<BodyDiff>,
+    /// Body differences beyond [`MAX_BODY_DIFFS`] that were not kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated: usize,
+    /// Name of the envelope class that made the two error bodies equivalent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<Latency>,
+    /// The request, redacted, for "copy as curl" (kept for `differs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestSnapshot>,
+    /// For events that found no partner within the pairing window: the side
+    /// that was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmatched: Option<Side>,
+    /// Transport failure of the candidate (timeout, connection refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the values in this record went through the redactor.
+    #[serde(default)]
+    pub redacted: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The outcome of one comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// No differences.
+    Same,
+    /// Differences exist, all explained by rules (or by the secondary).
+    NoiseOnly,
+    /// At least one difference no rule explains.
+    Differs,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Same => "same",
+            Verdict::NoiseOnly => "noise-only",
+            Verdict::Differs => "differs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Primary,
+    Candidate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusDiff {
+    pub primary: u16,
+    pub candidate: u16,
+    /// Set when the statuses differ but a rule makes them equivalent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<String>,
+}
+
+/// How a value differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffKind {
+    /// Only the candidate has it.
+    Added,
+    /// Only the primary has it.
+    Removed,
+    /// Both have it, same JSON type, different value.
+    Changed,
+    /// Both have it with different JSON types.
+    Type,
+}
+
+impl DiffKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Added => "added",
+            DiffKind::Removed => "removed",
+            DiffKind::Changed => "changed",
+            DiffKind::Type => "type",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeaderDiff {
+    /// Lowercase header name.
+    pub name: String,
+    pub kind: DiffKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+    /// The rule that explains the difference, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BodyDiff {
+    /// RFC 6901 JSON Pointer into the body (`""` = the whole body).
+    pub pointer: String,
+    pub kind: DiffKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<Value>,
+    /// The rule that explains the difference, if any (`shape:id`,
+    /// `timestamp±5000ms`, `secondary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub primary: f64,
+    pub candidate: f64,
+}
+
+/// The request as it may be stored: credentials dropped, personal data
+/// hashed (when the record is redacted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestSnapshot {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Header name/value pairs in arrival order.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// JSON body, or a string for non-JSON bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+impl DiffRecord {
+    /// Recomputes the verdict from the differences: `differs` if any is not
+    /// explained by a rule, `noise-only` if some are, `same` otherwise.
+    pub fn recompute_verdict(&mut self) {
+        let status_real = self
+            .status
+            .as_ref()
+            .is_some_and(|s| s.primary != s.candidate && s.noise.is_none());
+        let status_noise = self
+            .status
+            .as_ref()
+            .is_some_and(|s| s.primary != s.candidate && s.noise.is_some());
+        let real = status_real
+            || self.error.is_some()
+            || self.unmatched.is_some()
+            || self.headers.iter().any(|d| d.noise.is_none())
+            || self.body.iter().any(|d| d.noise.is_none());
+        let noise = status_noise
+            || self.envelope.is_some()
+            || !self.headers.is_empty()
+            || !self.body.is_empty()
+            || self.truncated > 0;
+        self.verdict = if real {
+            Verdict::Differs
+        } else if noise {
+            Verdict::NoiseOnly
+        } else {
+            Verdict::Same
+        };
+    }
+
+    /// Every difference no rule explains, as `(path, kind)`: `status`,
+    /// `header:<name>` or a body pointer. Used for "top differing paths".
+    pub fn real_differences(&self) -> impl Iterator<Item = (String, DiffKind)> + '_ {
+        let status = self
+            .status
+            .as_ref()
+            .filter(|s| s.primary != s.candidate && s.noise.is_none())
+            .map(|_| ("status".to_owned(), DiffKind::Changed));
+        let error = self
+            .error
+            .as_ref()
+            .map(|_| ("transport-error".to_owned(), DiffKind::Removed));
+        let unmatched = self.unmatched.map(|side| {
+            let kind = match side {
+                Side::Primary => DiffKind::Removed,
+                Side::Candidate => DiffKind::Added,
+            };
+            ("event".to_owned(), kind)
+        });
+        let headers = self
+            .headers
+            .iter()
+            .filter(|d| d.noise.is_none())
+            .map(|d| (format!("header:{}", d.name), d.kind));
+        let body = self
+            .body
+            .iter()
+            .filter(|d| d.noise.is_none())
+            .map(|d| (d.pointer.clone(), d.kind));
+        status.into_iter().chain(error).chain(unmatched).chain(headers).chain(body)
+    }
+}
