@@ -1,0 +1,41 @@
+//! The orchestrator binary: parse config, set up logs, run the library.
+
+use clap::Parser;
+use orchestrator::config::{Cli, Command, DEV_HS256_SECRET};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.config;
+    if let Some(Command::Token { tenant, ttl }) = &cli.command {
+        if !config.dev {
+            anyhow::bail!("`token` mints dev tokens and runs only with --dev (DEV_MODE=true)");
+        }
+        println!("{}", orchestrator::auth::mint_dev_token(DEV_HS256_SECRET, tenant, *ttl)?);
+        return Ok(());
+    }
+    orchestrator::telemetry::init(&config.log_format);
+    let app = orchestrator::startup::build(config).await?;
+    let (api, admin) = (app.api_addr(), app.admin_addr());
+    tracing::info!(api_addr = %api, admin_addr = %admin, store = app.state().store.dialect(), "listening");
+    if app.state().config.dev {
+        orchestrator::dev::print_quickstart(api, admin)?;
+    }
+    app.run_until(shutdown_signal()).await
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,183 @@
+//! Wiring: [`build`] connects everything and binds both listeners (port 0
+//! works; the real addresses are reported), [`Application::run_until`]
+//! serves until the shutdown future resolves, then drains: stop accepting,
+//! finish in-flight requests, stop the background tasks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthSettings, Authenticator, KeyAuthSettings};
+use crate::config::Config;
+use crate::contract::Contract;
+use crate::flag::SubmitFlag;
+use crate::idempotency::IdempotencyCache;
+use crate::metrics::{self, Metrics};
+use crate::relay::{EventSink, Relay};
+use crate::state::{AppState, Shared};
+use crate::store::Store;
+
+#[derive(Debug)]
+pub struct Application {
+    api: TcpListener,
+    admin: TcpListener,
+    state: AppState,
+    sink: EventSink,
+}
+
+/// Auth settings from the flat config.
+pub fn auth_settings(config: &Config) -> AuthSettings {
+    AuthSettings {
+        jwks_file: config.jwt_jwks_file.clone(),
+        jwks_url: config.jwt_jwks_url.clone(),
+        hs256_secret: config.jwt_hs256_secret.clone(),
+        issuer: config.jwt_issuer.clone(),
+        audience: config.jwt_audience.clone(),
+        leeway: config.jwt_leeway,
+        tenant_claim: config.jwt_tenant_claim.clone(),
+        key_auth: match (&config.key_auth_secret_header, &config.key_auth_secret) {
+            (Some(header), Some(secret)) => Some(KeyAuthSettings {
+                secret_header: header.clone(),
+                secret: secret.clone(),
+            }),
+            _ => None,
+        },
+        ..AuthSettings::default()
+    }
+}
+
+/// Applies dev mode, then [`build_with_clock`] with the system clock.
+pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+    config.apply_dev_mode()?;
+    build_with_clock(config, metrics::system_clock()).await
+}
+
+/// [`build`] with an injected clock for the metric alias cut-off.
+pub async fn build_with_clock(config: Config, clock: metrics::Clock) -> anyhow::Result<Application> {
+    let metrics = Metrics::new(config.gateway_alias_until(), clock);
+    let contract = Contract::embedded()?;
+    let store = Store::connect(&config).await?;
+    let cache = IdempotencyCache::new(
+        config.redis_url.as_deref(),
+        &config.redis_key_prefix,
+        config.redis_timeout,
+        metrics.clone(),
+    )?;
+    let auth = Authenticator::new(auth_settings(&config)).await?;
+    let mut enabled = config.submit_api_enabled;
+    if let Some(path) = &config.flags_file {
+        if let Some(on) = crate::flag::read_flag(path)? {
+            enabled = on;
+        }
+    }
+    let flag = SubmitFlag::new(enabled, metrics.clone());
+    if let Some(path) = &config.flags_file {
+        flag.clone().watch(path.clone());
+    }
+    let (sink, health) = EventSink::connect(&config).await?;
+    let api = TcpListener::bind(config.listen).await?;
+    let admin = TcpListener::bind(config.admin_listen).await?;
+    if config.gateway_alias_until().is_none() {
+        tracing::warn!("no METRICS_CUTOVER_DATE or METRICS_GATEWAY_ALIAS_UNTIL: gateway_* aliases stay on");
+    }
+    let state = AppState::new(Shared {
+        config,
+        contract,
+        store,
+        cache,
+        auth,
+        metrics,
+        flag,
+        relay_wake: Arc::new(Notify::new()),
+        sink: health,
+    });
+    Ok(Application {
+        api,
+        admin,
+        state,
+        sink,
+    })
+}
+
+impl Application {
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let state = self.state;
+        let relay = Relay {
+            store: state.store.clone(),
+            sink: self.sink.clone(),
+            health: state.sink.clone(),
+            wake: state.relay_wake.clone(),
+            metrics: state.metrics.clone(),
+            config: state.config.clone(),
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(relay.run(stop.clone()));
+        tasks.spawn(crate::reaper::run(
+            state.store.clone(),
+            state.config.clone(),
+            state.metrics.clone(),
+            stop.clone(),
+        ));
+        if let Some((_, js)) = self.sink.nats() {
+            tasks.spawn(crate::status_events::run(
+                js.clone(),
+                state.config.clone(),
+                state.store.clone(),
+                state.metrics.clone(),
+                stop.clone(),
+            ));
+        }
+        let admin_stop = stop.clone();
+        let admin = axum::serve(self.admin, crate::routes::admin(state.clone()))
+            .with_graceful_shutdown(async move { admin_stop.cancelled().await });
+        let admin = tokio::spawn(async move { admin.await });
+
+        let grace = state.config.shutdown_grace;
+        let draining = CancellationToken::new();
+        let drain_signal = draining.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            drain_signal.cancel();
+        });
+        let api = axum::serve(self.api, crate::routes::api(state.clone()))
+            .with_graceful_shutdown({
+                let d = draining.clone();
+                async move { d.cancelled().await }
+            });
+        let served = async {
+            api.await?;
+            anyhow::Ok(())
+        };
+        tokio::pin!(served);
+        tokio::select! {
+            r = &mut served => r?,
+            () = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "grace period over; closing remaining connections");
+            }
+        }
+        stop.cancel();
+        while tasks.join_next().await.is_some() {}
+        let _ = admin.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,373 @@
+//! Step 6 of a submit: persistence. The message rows, the idempotency record
+//! and the outbox rows of one request are written in one transaction; the
+//! `202` is sent only after it commits, so a `202` means durable.
+//!
+//! Two dialects behind one enum (no `dyn`, no generic soup): Postgres in
+//! schema `orch` for production, an embedded SQLite file by default.
+//! Migrations live in `migrations/<dialect>/` and run at start-up.
+
+mod postgres;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{MessageText, PhoneNumber, SenderId, TenantId};
+
+pub use postgres::{OUTBOX_CHANNEL, PgStore};
+pub use sqlite::SqliteStore;
+
+/// A message that passed every check, about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub shadow: bool,
+    pub to: PhoneNumber,
+    pub from: SenderId,
+    pub body: MessageText,
+    pub reference: Option<String>,
+    pub callback_url: Option<String>,
+    pub schedule_at: Option<DateTime<Utc>>,
+    pub validity_period: Option<u32>,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub correlation_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event to publish once the acceptance commits.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub message_id: Uuid,
+    pub subject: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+}
+
+/// A response as first sent, kept to be replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    #[serde(with = "serde_bytes_b64")]
+    pub body: Vec<u8>,
+}
+
+/// The idempotency record of one accepted request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub tenant: String,
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub response: StoredResponse,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Everything one request writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Acceptance {
+    pub messages: Vec<NewMessage>,
+    pub outbox: Vec<OutboxEvent>,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// What came of an acceptance.
+#[derive(Debug)]
+pub enum AcceptOutcome {
+    /// Committed.
+    Accepted,
+    /// The key was already taken by a completed request; nothing written.
+    KeyExists(IdempotencyRecord),
+    /// Another transaction holds the key and did not finish in time.
+    KeyBusy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    pub status: String,
+    pub at: DateTime<Utc>,
+    pub error_code: Option<String>,
+}
+
+/// A stored message as `GET /v1/sms/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub status: String,
+    pub to: String,
+    pub from: String,
+    pub encoding: String,
+    pub segments: u32,
+    pub reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validity_period: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub status_history: Vec<HistoryEntry>,
+}
+
+/// A claimed outbox row, leased to one relay.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub message_id: Uuid,
+    pub subject: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Pending work in the outbox, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboxBacklog {
+    pub pending: i64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// A delivery status event from the SMS workers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StatusEvent {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    pub at: DateTime<Utc>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+}
+
+/// What applying a status event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusApplied {
+    /// The message moved to this status.
+    Applied,
+    /// Recorded in the history, but the message is already further along.
+    Stale,
+    /// Already recorded; nothing changed.
+    Duplicate,
+    /// No (live) message with that id.
+    UnknownId,
+}
+
+/// Lifecycle: `accepted` → `queued` (published) → `sent` → one terminal of
+/// `delivered | failed | expired | rejected`. A status only moves forward:
+/// a terminal status is never replaced by an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Accepted,
+    Queued,
+    Sent,
+    Delivered,
+    Failed,
+    Expired,
+    Rejected,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+
+    /// Position in the lifecycle; terminal statuses share the last rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Accepted => 0,
+            Self::Queued => 1,
+            Self::Sent => 2,
+            Self::Delivered | Self::Failed | Self::Expired | Self::Rejected => 3,
+        }
+    }
+}
+
+/// Storage failures, split by what the client should be told.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached now: `503` with `Retry-After`.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e),
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    // admin_shutdown, crash_shutdown, cannot_connect_now, read-only
+                    matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+                }) =>
+            {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Other(e.into()),
+        }
+    }
+}
+
+impl From<StoreError> for crate::problem::ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::StorageUnavailable(e.into()),
+            StoreError::Other(e) => Self::Unexpected(e),
+        }
+    }
+}
+
+/// The database, whichever it is.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Postgres($s) => $call,
+            Store::Sqlite($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Connects and applies migrations.
+    pub async fn connect(config: &crate::config::Config) -> anyhow::Result<Self> {
+        if config.is_postgres() {
+            let url = config.database_url.as_deref().unwrap_or_default();
+            Ok(Self::Postgres(
+                PgStore::connect(url, config.database_max_connections).await?,
+            ))
+        } else if let Some(url) = config.database_url.as_deref() {
+            anyhow::bail!(
+                "DATABASE_URL must be a postgres:// URL (got scheme {:?}); unset it for embedded SQLite",
+                url.split(':').next().unwrap_or_default()
+            )
+        } else {
+            Ok(Self::Sqlite(SqliteStore::open(&config.sqlite_path).await?))
+        }
+    }
+
+    pub fn dialect(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    pub async fn accept(&self, a: &Acceptance) -> Result<AcceptOutcome, StoreError> {
+        dispatch!(self, s => s.accept(a).await)
+    }
+
+    pub async fn find_idempotency(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        dispatch!(self, s => s.find_idempotency(tenant, scope, key, Utc::now()).await)
+    }
+
+    pub async fn get_message(
+        &self,
+        tenant: &TenantId,
+        shadow: bool,
+        id: Uuid,
+    ) -> Result<Option<MessageView>, StoreError> {
+        dispatch!(self, s => s.get_message(tenant.as_str(), shadow, id).await)
+    }
+
+    /// Leases up to `limit` due outbox rows (oldest first) for `lease`.
+    pub async fn claim_outbox(
+        &self,
+        limit: i64,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        dispatch!(self, s => s.claim_outbox(limit, lease).await)
+    }
+
+    /// Marks rows published and their messages `queued`.
+    pub async fn mark_published(&self, ids: &[(i64, Uuid)]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.mark_published(ids).await)
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.mark_failed(id, next_attempt_at, error).await)
+    }
+
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        dispatch!(self, s => s.outbox_backlog().await)
+    }
+
+    pub async fn apply_status(&self, e: &StatusEvent) -> Result<StatusApplied, StoreError> {
+        dispatch!(self, s => s.apply_status(e).await)
+    }
+
+    /// Deletes up to `batch` expired idempotency keys; returns how many.
+    pub async fn reap_idempotency(&self, batch: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.reap_idempotency(Utc::now(), batch).await)
+    }
+
+    /// Deletes up to `batch` outbox rows published before `before`.
+    pub async fn reap_outbox(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.reap_outbox(before, batch).await)
+    }
+
+    /// Deletes up to `batch` shadow messages created before `before`.
+    pub async fn reap_shadow(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.reap_shadow(before, batch).await)
+    }
+}
+
+/// Stored responses carry raw bytes; JSON (Redis, SQLite) holds them as base64.
+mod serde_bytes_b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
