@@ -1,1 +1,408 @@
-//! Test helpers.
+//! Test harness: spawns the real `orchestrator` binary on port 0 against
+//! real Postgres, Redis and NATS (or the embedded defaults), each test in its
+//! own database, tenant and NATS stream, so tests run in parallel.
+//!
+//! Service addresses come from `TEST_DATABASE_URL`, `TEST_REDIS_URL` and
+//! `TEST_NATS_URL` (defaults: the machine's services on their usual ports).
+//! The project's test command makes sure they answer before any test runs.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// HS256 secret every spawned orchestrator trusts.
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+/// Shadow credential every spawned orchestrator accepts.
+pub const SHADOW_SECRET: &str = "integration-shadow-credential";
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A short random id for names.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Path of a workspace binary next to the running test executable
+/// (`target/debug/deps/x` → `target/debug/name`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo build --workspace --bins` first (the test command does)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh Postgres database, dropped when the test ends.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin = postgres_admin_url();
+        let name = unique("orch_test_");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .expect("Postgres reachable at TEST_DATABASE_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.url)
+            .await
+            .expect("connect test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Best effort, off the async runtime: a leftover database is
+        // harmless and the test command sweeps old ones.
+        std::thread::spawn(move || {
+            let _ = std::process::Command::new("psql")
+                .args([
+                    &postgres_admin_url(),
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        });
+    }
+}
+
+/// Names for one test's JetStream stream and subjects.
+#[derive(Debug, Clone)]
+pub struct NatsNames {
+    pub url: String,
+    pub stream: String,
+    pub prefix: String,
+}
+
+impl NatsNames {
+    pub fn fresh() -> Self {
+        Self::at(nats_url())
+    }
+
+    pub fn at(url: String) -> Self {
+        let prefix = unique("t");
+        Self {
+            url,
+            stream: prefix.to_uppercase(),
+            prefix,
+        }
+    }
+    pub fn subject(&self) -> String {
+        format!("{}.sms.outbound.request", self.prefix)
+    }
+    pub fn status_subject(&self) -> String {
+        format!("{}.sms.outbound.status", self.prefix)
+    }
+    pub fn shadow_subject(&self) -> String {
+        format!("{}.shadow.sms.outbound.request", self.prefix)
+    }
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            format!("--nats-url={}", self.url),
+            "--nats-create-stream".into(),
+            format!("--nats-stream={}", self.stream),
+            format!("--nats-stream-subjects={}.>", self.prefix),
+            format!("--nats-subject={}", self.subject()),
+            format!("--nats-status-subject={}", self.status_subject()),
+            format!("--shadow-subject={}", self.shadow_subject()),
+            format!("--nats-status-consumer={}-status", self.prefix),
+        ]
+    }
+}
+
+/// How to start an orchestrator.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Postgres URL; `None` runs on embedded SQLite in a temp dir.
+    pub database_url: Option<String>,
+    pub redis: Option<String>,
+    pub nats: Option<NatsNames>,
+    pub submit_disabled: bool,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A running orchestrator process.
+#[derive(Debug)]
+pub struct TestApp {
+    pub api: String,
+    pub admin: String,
+    pub tenant: String,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub options: Options,
+}
+
+impl TestApp {
+    /// On embedded SQLite, no servers.
+    pub async fn embedded() -> Self {
+        Self::spawn(Options::default()).await
+    }
+
+    /// On real Postgres (a fresh database) + Redis + NATS; the database
+    /// handle must outlive the app.
+    pub async fn full() -> (Self, TestDatabase, NatsNames) {
+        let db = TestDatabase::create().await;
+        let nats = NatsNames::fresh();
+        let app = Self::spawn(Options {
+            database_url: Some(db.url.clone()),
+            redis: Some(redis_url()),
+            nats: Some(nats.clone()),
+            ..Options::default()
+        })
+        .await;
+        (app, db, nats)
+    }
+
+    pub async fn spawn(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_in(options, dir).await
+    }
+
+    /// Starts the binary in `dir` (SQLite file and events file live there).
+    pub async fn spawn_in(options: Options, dir: tempfile::TempDir) -> Self {
+        let mut cmd = Command::new(binary("orchestrator"));
+        cmd.current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .args([
+                "--listen=127.0.0.1:0",
+                "--admin-listen=127.0.0.1:0",
+                &format!("--jwt-hs256-secret={SECRET}"),
+                &format!("--shadow-secret={SHADOW_SECRET}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if !options.submit_disabled {
+            cmd.arg("--submit-api-enabled");
+        }
+        if let Some(url) = &options.database_url {
+            cmd.arg(format!("--database-url={url}"));
+        }
+        if let Some(url) = &options.redis {
+            cmd.arg(format!("--redis-url={url}"));
+        }
+        if let Some(n) = &options.nats {
+            cmd.args(n.args());
+        }
+        cmd.args(&options.args);
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn orchestrator");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "listening"
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send((
+                        v["api_addr"].as_str().unwrap_or_default().to_owned(),
+                        v["admin_addr"].as_str().unwrap_or_default().to_owned(),
+                    ));
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let (api, admin) = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("orchestrator did not report its address within 30 s")
+            .expect("orchestrator exited before listening");
+        Self {
+            api: format!("http://{api}"),
+            admin: format!("http://{admin}"),
+            tenant: unique("tenant-"),
+            child,
+            dir,
+            http: reqwest::Client::new(),
+            logs,
+            options,
+        }
+    }
+
+    /// A valid token for `tenant`.
+    pub fn token_for(&self, tenant: &str) -> String {
+        orchestrator::auth::mint_dev_token(SECRET, tenant, Duration::from_secs(600))
+            .expect("mint token")
+    }
+
+    /// A request to the API with this test's tenant and a valid token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(&self.tenant, method, path)
+    }
+
+    pub fn request_as(
+        &self,
+        tenant: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(self.token_for(tenant))
+            .header("X-Tenant-Id", tenant)
+    }
+
+    /// `POST /v1/sms/send` with an optional Idempotency-Key.
+    pub async fn send(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
+        let mut r = self.request(reqwest::Method::POST, "/v1/sms/send").json(body);
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        r.send().await.expect("send request")
+    }
+
+    /// `POST /v1/sms/bulk` with an optional Idempotency-Key.
+    pub async fn bulk(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
+        let mut r = self.request(reqwest::Method::POST, "/v1/sms/bulk").json(body);
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        r.send().await.expect("bulk request")
+    }
+
+    /// `GET /v1/sms/{id}`.
+    pub async fn get(&self, id: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, &format!("/v1/sms/{id}"))
+            .send()
+            .await
+            .expect("get request")
+    }
+
+    /// The admin `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Value of one sample in `/metrics`, by its full series text
+    /// (`name{labels}`), or 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Captured stdout log lines so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// SIGKILL, no cleanup.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exit within 30 s")
+            .expect("wait")
+    }
+}
+
+/// A valid send body to a fictional UK number.
+pub fn send_body(text: &str) -> Value {
+    serde_json::json!({"to": "+447700900123", "from": "Acme", "body": text})
+}
+
+/// Problem pointers of a response body, sorted.
+pub fn pointers(problem: &Value) -> Vec<String> {
+    let mut p: Vec<String> = problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["pointer"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    p.sort();
+    p
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

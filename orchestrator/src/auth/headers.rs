@@ -110,7 +110,11 @@ mod tests {
 
     #[test]
     fn reads_a_bearer_token_in_any_scheme_case() {
-        for value in ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER  abc.def.ghi"] {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER  abc.def.ghi",
+        ] {
             let headers = with_authorization(&[value]);
             assert_eq!(bearer_token(&headers), Ok(Some("abc.def.ghi")), "{value}");
         }
@@ -163,7 +167,10 @@ mod tests {
             Err(AuthError::TenantHeaderInvalid(_))
         ));
 
-        assert_eq!(tenant(&HeaderMap::new()), Err(AuthError::TenantHeaderMissing));
+        assert_eq!(
+            tenant(&HeaderMap::new()),
+            Err(AuthError::TenantHeaderMissing)
+        );
     }
 
     #[test]

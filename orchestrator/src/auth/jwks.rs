@@ -15,6 +15,7 @@
 //! do not use next to the ones we need.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -45,7 +46,8 @@ const JWK_MEMBERS: &[&str] = &[
 /// A verification key; the variant is the only algorithm it verifies.
 #[derive(Clone)]
 pub(crate) enum VerifyingKey {
-    Rs256(RS256PublicKey),
+    /// Boxed: an RSA key is several times the size of the others.
+    Rs256(Box<RS256PublicKey>),
     Es256(ES256PublicKey),
     Ed25519(Ed25519PublicKey),
 }
@@ -96,13 +98,17 @@ impl KeySet {
         let mut set = KeySet::default();
         for (index, jwk) in document.keys.iter().enumerate() {
             match import(jwk) {
-                Ok(Some((kid, key))) => {
-                    if set.by_kid.contains_key(&kid) {
-                        tracing::warn!(kid, "JWKS: duplicate kid, keeping the first key");
-                    } else {
-                        set.by_kid.insert(kid, key);
+                Ok(Some((kid, key))) => match set.by_kid.entry(kid) {
+                    Entry::Occupied(first) => {
+                        tracing::warn!(
+                            kid = first.key(),
+                            "JWKS: duplicate kid, keeping the first key"
+                        );
                     }
-                }
+                    Entry::Vacant(slot) => {
+                        slot.insert(key);
+                    }
+                },
                 Ok(None) => {}
                 Err(err) => tracing::warn!(index, error = %err, "JWKS: key skipped"),
             }
@@ -114,10 +120,6 @@ impl KeySet {
         self.by_kid.get(kid)
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.by_kid.len()
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.by_kid.is_empty()
     }
@@ -126,7 +128,9 @@ impl KeySet {
 /// Imports one JWK. `Ok(None)` is a key we never use (encryption keys, other
 /// curves); an error is a key that looks like ours but is not acceptable.
 fn import(jwk: &Value) -> anyhow::Result<Option<(String, VerifyingKey)>> {
-    let jwk = jwk.as_object().ok_or_else(|| anyhow!("not a JSON object"))?;
+    let jwk = jwk
+        .as_object()
+        .ok_or_else(|| anyhow!("not a JSON object"))?;
     let text = |name: &str| jwk.get(name).and_then(Value::as_str);
     if text("use") == Some("enc") {
         return Ok(None);
@@ -140,7 +144,9 @@ fn import(jwk: &Value) -> anyhow::Result<Option<(String, VerifyingKey)>> {
     let pruned = Value::Object(pruned).to_string();
     let refused = |err: anyhow::Error| anyhow!("kid {kid:?}: {err}");
     let key = match (text("kty"), text("crv")) {
-        (Some("RSA"), _) => VerifyingKey::Rs256(RS256PublicKey::from_jwk(&pruned).map_err(refused)?),
+        (Some("RSA"), _) => VerifyingKey::Rs256(Box::new(
+            RS256PublicKey::from_jwk(&pruned).map_err(refused)?,
+        )),
         (Some("EC"), Some("P-256")) => {
             VerifyingKey::Es256(ES256PublicKey::from_jwk(&pruned).map_err(refused)?)
         }
@@ -348,7 +354,7 @@ mod tests {
             jwk(&ed.public_key().to_jwk()),
         ]))
         .unwrap();
-        assert_eq!(set.len(), 2);
+        assert_eq!(set.by_kid.len(), 2);
         assert!(matches!(set.get("es-1"), Some(VerifyingKey::Es256(_))));
         assert!(matches!(set.get("ed-1"), Some(VerifyingKey::Ed25519(_))));
     }
@@ -370,7 +376,7 @@ mod tests {
             let mut key = jwk(&es.public_key().to_jwk());
             key["alg"] = json!(alg);
             let set = KeySet::parse(&document(vec![key])).unwrap();
-            assert_eq!(set.len(), 0, "alg {alg}");
+            assert_eq!(set.by_kid.len(), 0, "alg {alg}");
         }
     }
 
@@ -389,7 +395,7 @@ mod tests {
             symmetric,
         ]))
         .unwrap();
-        assert_eq!(set.len(), 0, "{set:?}");
+        assert_eq!(set.by_kid.len(), 0, "{set:?}");
     }
 
     #[test]
@@ -417,7 +423,10 @@ mod tests {
         let err = JwksSource::url("https://user:pw@idp.example/jwks?token=x").unwrap_err();
         let message = err.to_string();
         assert!(message.contains("jwks_file"), "{message}");
-        assert!(!message.contains("pw") && !message.contains("token=x"), "{message}");
+        assert!(
+            !message.contains("pw") && !message.contains("token=x"),
+            "{message}"
+        );
         assert!(JwksSource::url("file:///etc/jwks.json").is_err());
     }
 }

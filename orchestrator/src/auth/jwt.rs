@@ -212,9 +212,7 @@ fn verify_with(
 /// failing (bad base64, bad JSON, unknown `crit`, wrong `typ`) is malformed.
 fn rejection(err: jwt_simple::Error) -> AuthError {
     let reason = match err.downcast_ref::<JWTError>() {
-        Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => {
-            why::BAD_SIGNATURE
-        }
+        Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => why::BAD_SIGNATURE,
         Some(JWTError::TokenHasExpired) => why::EXPIRED,
         Some(JWTError::TokenNotValidYet) => why::NOT_YET_VALID,
         Some(JWTError::ClockDrift) => why::ISSUED_IN_FUTURE,
@@ -237,8 +235,8 @@ mod tests {
     #[test]
     fn only_the_four_algorithms_are_allowed() {
         for alg in [
-            "none", "None", "NONE", "HS384", "HS512", "RS384", "RS512", "PS256", "ES384",
-            "ES256K", "Ed448", "rs256", "",
+            "none", "None", "NONE", "HS384", "HS512", "RS384", "RS512", "PS256", "ES384", "ES256K",
+            "Ed448", "rs256", "",
         ] {
             assert_eq!(Algorithm::from_header(alg), None, "{alg}");
         }

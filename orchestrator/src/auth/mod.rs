@@ -70,7 +70,8 @@ pub struct AuthSettings {
     /// A JWKS document on disk (for example synced from the identity
     /// provider, or the keys Kong's jwt credentials use).
     pub jwks_file: Option<PathBuf>,
-    /// A JWKS URL; `http://` only (see the module docs of `jwks`).
+    /// A JWKS URL, `http://` only: this crate's reqwest has no TLS backend.
+    /// For an `https://` identity provider, sync its set into `jwks_file`.
     pub jwks_url: Option<String>,
     /// Enables HS256 with this secret (at least 32 bytes). Unset, HS256
     /// tokens are refused.
@@ -109,12 +110,16 @@ impl Default for AuthSettings {
 impl fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = self.jwks_url.as_deref().map(|url| {
-            reqwest::Url::parse(url).map_or_else(|_| "<unparsable>".to_owned(), |u| jwks::redact_url(&u))
+            reqwest::Url::parse(url)
+                .map_or_else(|_| "<unparsable>".to_owned(), |u| jwks::redact_url(&u))
         });
         f.debug_struct("AuthSettings")
             .field("jwks_file", &self.jwks_file)
             .field("jwks_url", &url)
-            .field("hs256_secret", &self.hs256_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)

@@ -195,10 +195,7 @@ async fn the_tenant_claim_name_is_configurable() {
     assert!(fixture.check(TENANT, &token).await.is_ok());
 
     let fixture = Fixture::with(|s| s.tenant_claim = "sub".to_owned()).await;
-    let token = KEYS
-        .es
-        .sign(claims("globex").with_subject(TENANT))
-        .unwrap();
+    let token = KEYS.es.sign(claims("globex").with_subject(TENANT)).unwrap();
     assert!(fixture.check(TENANT, &token).await.is_ok());
 }
 
@@ -552,7 +549,10 @@ async fn two_authorization_headers_are_refused() {
 async fn a_non_bearer_authorization_is_refused() {
     let fixture = Fixture::new().await;
     let mut headers = request(TENANT, "unused");
-    headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic YWNtZTpwdw=="));
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_static("Basic YWNtZTpwdw=="),
+    );
     assert_eq!(
         fixture.auth.authenticate(&headers).await,
         Err(AuthError::InvalidToken("not_bearer"))
@@ -718,13 +718,21 @@ async fn keys_are_fetched_from_a_jwks_url() {
     .await
     .unwrap();
     let first_token = first.sign(claims(TENANT)).unwrap();
-    assert!(auth.authenticate(&request(TENANT, &first_token)).await.is_ok());
+    assert!(
+        auth.authenticate(&request(TENANT, &first_token))
+            .await
+            .is_ok()
+    );
 
     *served.lock().unwrap() =
         json!({ "keys": [serde_json::from_str::<Value>(&second.public_key().to_jwk()).unwrap()] })
             .to_string();
     let second_token = second.sign(claims(TENANT)).unwrap();
-    assert!(auth.authenticate(&request(TENANT, &second_token)).await.is_ok());
+    assert!(
+        auth.authenticate(&request(TENANT, &second_token))
+            .await
+            .is_ok()
+    );
     assert_eq!(
         auth.authenticate(&request(TENANT, &first_token)).await,
         Err(AuthError::InvalidToken("unknown_kid"))
@@ -783,7 +791,12 @@ async fn key_auth_with_the_secret_passes() {
 async fn key_auth_without_or_with_a_wrong_secret_is_refused() {
     let fixture = Fixture::with(key_auth).await;
     let almost = &KONG_SECRET[..KONG_SECRET.len() - 1];
-    for secret in [None, Some(""), Some(almost), Some("kong-request-transformer-secret-43")] {
+    for secret in [
+        None,
+        Some(""),
+        Some(almost),
+        Some("kong-request-transformer-secret-43"),
+    ] {
         assert_eq!(
             fixture
                 .auth
@@ -962,7 +975,9 @@ async fn inconsistent_settings_are_refused_at_start() {
 #[tokio::test]
 async fn debug_output_never_shows_secrets() {
     let settings = AuthSettings {
-        jwks_url: Some("http://svc:url-password@idp.internal/jwks?access_token=url-token".to_owned()),
+        jwks_url: Some(
+            "http://svc:url-password@idp.internal/jwks?access_token=url-token".to_owned(),
+        ),
         hs256_secret: Some(HS256_SECRET.to_owned()),
         key_auth: Some(KeyAuthSettings {
             secret_header: KONG_SECRET_HEADER.to_owned(),
