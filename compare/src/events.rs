@@ -1,1 +1,389 @@
-//! TODO
+//! `compare events`: the side-effect diff. What downstream SMS workers
+//! receive from the legacy (`sms.outbound.request`) is compared with what
+//! the orchestrator publishes in shadow mode (`shadow.sms.outbound.request`).
+//!
+//! Events are paired by correlation id (the `X-Correlation-ID` NATS header,
+//! else a payload field, `/correlation_id` by default). An event waits at
+//! most `window` for its partner; then it is written as an unmatched record
+//! (or, with `sampled`, a legacy-only event is just counted, since a sampled
+//! mirror leaves most legacy events without a shadow twin). Pairs are diffed
+//! under the route `event <event-name>` with the same rules as HTTP.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::diff::Differ;
+use crate::difflog::DiffLogWriter;
+use crate::error::EventsError;
+use crate::exchange::{Exchange, RecordedRequest, RecordedResponse, correlation_id};
+use crate::record::{DiffRecord, Side, Verdict};
+use crate::rules::event_method;
+
+/// How to listen and pair.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub nats_url: String,
+    /// The legacy's subject (primary).
+    pub primary_subject: String,
+    /// The orchestrator's shadow subject (candidate).
+    pub candidate_subject: String,
+    /// Logical event name; records use the route `event <name>`.
+    pub event_name: String,
+    /// JSON pointer of the correlation id in the payload.
+    pub correlation_pointer: String,
+    /// How long an event waits for its partner.
+    pub window: Duration,
+    /// Legacy-only events are expected (sampled mirroring): count them, do
+    /// not write them as differences.
+    pub sampled: bool,
+    /// Stop after this many pairs (None: until shutdown).
+    pub max_pairs: Option<u64>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            primary_subject: "sms.outbound.request".to_owned(),
+            candidate_subject: "shadow.sms.outbound.request".to_owned(),
+            event_name: "sms.outbound.request".to_owned(),
+            correlation_pointer: "/correlation_id".to_owned(),
+            window: Duration::from_secs(30),
+            sampled: false,
+            max_pairs: None,
+        }
+    }
+}
+
+/// One received event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+    pub received: Instant,
+}
+
+impl Event {
+    /// The pairing key: the correlation header, else the payload field.
+    pub fn correlation_id(&self, pointer: &str) -> Option<String> {
+        if let Some(id) = correlation_id(&self.headers) {
+            return Some(id.to_owned());
+        }
+        let value: serde_json::Value = serde_json::from_slice(&self.payload).ok()?;
+        match value.pointer(pointer)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    fn into_response(self, latency: Duration) -> RecordedResponse {
+        RecordedResponse {
+            // Events have no status; the differ leaves it out for them.
+            status: StatusCode::OK,
+            headers: self.headers,
+            body: self.payload,
+            latency,
+        }
+    }
+}
+
+/// What pairing produced for one offered event.
+#[derive(Debug)]
+pub enum Paired {
+    /// Both sides are here.
+    Pair { key: String, primary: Event, candidate: Event },
+    /// Waiting for the partner.
+    Waiting,
+    /// The same side sent the same key again while waiting; dropped.
+    Duplicate,
+}
+
+/// A bounded pairing window, independent of NATS so it can be tested with
+/// plain values.
+#[derive(Debug)]
+pub struct Pairer {
+    window: Duration,
+    pending: HashMap<String, (Side, Event)>,
+    /// Arrival order, for expiry; entries whose key was already paired are
+    /// skipped when they come up.
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Pairer {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn offer(&mut self, side: Side, key: String, event: Event) -> Paired {
+        match self.pending.remove(&key) {
+            Some((waiting_side, waiting)) if waiting_side != side => {
+                let (primary, candidate) = match side {
+                    Side::Candidate => (waiting, event),
+                    Side::Primary => (event, waiting),
+                };
+                Paired::Pair {
+                    key,
+                    primary,
+                    candidate,
+                }
+            }
+            Some(same_side) => {
+                self.pending.insert(key, same_side);
+                Paired::Duplicate
+            }
+            None => {
+                self.order.push_back((event.received, key.clone()));
+                self.pending.insert(key, (side, event));
+                Paired::Waiting
+            }
+        }
+    }
+
+    /// Removes and returns the events that waited longer than the window.
+    pub fn expire(&mut self, now: Instant) -> Vec<(String, Side, Event)> {
+        let mut expired = Vec::new();
+        while let Some((arrived, _)) = self.order.front() {
+            if now.saturating_duration_since(*arrived) < self.window {
+                break;
+            }
+            let Some((arrived, key)) = self.order.pop_front() else {
+                break;
+            };
+            // Only the entry that is still pending and arrived at this time
+            // (a key can come back after being paired).
+            if self
+                .pending
+                .get(&key)
+                .is_some_and(|(_, event)| event.received == arrived)
+                && let Some((side, event)) = self.pending.remove(&key)
+            {
+                expired.push((key, side, event));
+            }
+        }
+        expired
+    }
+
+    /// Events still waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Totals of an events run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventsSummary {
+    pub pairs: u64,
+    pub same: u64,
+    pub noise_only: u64,
+    pub differs: u64,
+    pub unmatched_primary: u64,
+    pub unmatched_candidate: u64,
+    pub duplicates: u64,
+    pub without_correlation_id: u64,
+    /// Still waiting for a partner when the run stopped (not written).
+    pub pending_at_exit: u64,
+}
+
+/// Pairs events and turns them into diff records.
+#[derive(Debug)]
+pub struct EventDiffer<'a> {
+    differ: &'a Differ,
+    config: &'a EventsConfig,
+    pairer: Pairer,
+    pub summary: EventsSummary,
+}
+
+impl<'a> EventDiffer<'a> {
+    pub fn new(differ: &'a Differ, config: &'a EventsConfig) -> Self {
+        Self {
+            differ,
+            config,
+            pairer: Pairer::new(config.window),
+            summary: EventsSummary::default(),
+        }
+    }
+
+    fn request(&self) -> RecordedRequest {
+        RecordedRequest {
+            method: event_method(),
+            path: self.config.event_name.clone(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Offers one event; returns the record when it completed a pair.
+    pub fn offer(&mut self, side: Side, event: Event) -> Option<DiffRecord> {
+        let Some(key) = event.correlation_id(&self.config.correlation_pointer) else {
+            self.summary.without_correlation_id += 1;
+            return None;
+        };
+        match self.pairer.offer(side, key, event) {
+            Paired::Waiting => None,
+            Paired::Duplicate => {
+                self.summary.duplicates += 1;
+                None
+            }
+            Paired::Pair {
+                key,
+                primary,
+                candidate,
+            } => {
+                // The "latency" of an event is how long after the legacy's
+                // the shadow's arrived (zero when it came first).
+                let lag = candidate.received.saturating_duration_since(primary.received);
+                let mut headers = HeaderMap::new();
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(b"x-correlation-id"),
+                    HeaderValue::from_str(&key),
+                ) {
+                    headers.insert(name, value);
+                }
+                let exchange = Exchange {
+                    request: RecordedRequest {
+                        headers,
+                        ..self.request()
+                    },
+                    primary: primary.into_response(Duration::ZERO),
+                    candidate: candidate.into_response(lag),
+                };
+                let record = self.differ.diff(&exchange);
+                self.summary.pairs += 1;
+                match record.verdict {
+                    Verdict::Same => self.summary.same += 1,
+                    Verdict::NoiseOnly => self.summary.noise_only += 1,
+                    Verdict::Differs => self.summary.differs += 1,
+                }
+                Some(record)
+            }
+        }
+    }
+
+    /// Records for events whose window ran out.
+    pub fn expire(&mut self, now: Instant) -> Vec<DiffRecord> {
+        let request = self.request();
+        let mut out = Vec::new();
+        for (key, side, _) in self.pairer.expire(now) {
+            match side {
+                Side::Primary => {
+                    self.summary.unmatched_primary += 1;
+                    if self.config.sampled {
+                        continue;
+                    }
+                }
+                Side::Candidate => self.summary.unmatched_candidate += 1,
+            }
+            out.push(self.differ.unmatched(&request, side, Some(key)));
+        }
+        out
+    }
+
+    pub fn finish(mut self) -> EventsSummary {
+        self.summary.pending_at_exit = self.pairer.pending() as u64;
+        self.summary
+    }
+}
+
+/// Subscribes to both subjects and writes diff records until `shutdown`
+/// completes or `max_pairs` pairs were diffed. `ready` is called once both
+/// subscriptions are registered with the server.
+pub async fn run<W: std::io::Write>(
+    config: &EventsConfig,
+    differ: &Differ,
+    writer: &mut DiffLogWriter<W>,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) -> Result<EventsSummary, EventsError> {
+    let client = async_nats::connect(&config.nats_url)
+        .await
+        .map_err(|e| EventsError::Connect {
+            url: config.nats_url.clone(),
+            reason: e.to_string(),
+        })?;
+    let subscribe = |subject: &str| {
+        let client = client.clone();
+        let subject = subject.to_owned();
+        async move {
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| EventsError::Subscribe {
+                    subject,
+                    reason: e.to_string(),
+                })
+        }
+    };
+    let mut primary = subscribe(&config.primary_subject).await?;
+    let mut candidate = subscribe(&config.candidate_subject).await?;
+    // Make sure the server has registered both subscriptions before anyone
+    // relies on them (tests publish right after start-up).
+    client.flush().await.map_err(|e| EventsError::Subscribe {
+        subject: config.primary_subject.clone(),
+        reason: e.to_string(),
+    })?;
+    ready();
+
+    let mut events = EventDiffer::new(differ, config);
+    let sweep_every = (config.window / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut sweep = tokio::time::interval(sweep_every);
+    tokio::pin!(shutdown);
+    loop {
+        let (side, message) = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(m) = primary.next() => (Side::Primary, m),
+            Some(m) = candidate.next() => (Side::Candidate, m),
+            _ = sweep.tick() => {
+                for record in events.expire(Instant::now()) {
+                    writer.write(record)?;
+                }
+                writer.flush()?;
+                continue;
+            }
+        };
+        let event = Event {
+            headers: nats_headers(message.headers.as_ref()),
+            payload: message.payload,
+            received: Instant::now(),
+        };
+        if let Some(record) = events.offer(side, event) {
+            writer.write(record)?;
+            writer.flush()?;
+            if config.max_pairs.is_some_and(|max| events.summary.pairs >= max) {
+                break;
+            }
+        }
+    }
+    for record in events.expire(Instant::now()) {
+        writer.write(record)?;
+    }
+    writer.flush().map_err(EventsError::from)?;
+    Ok(events.finish())
+}
+
+fn nats_headers(headers: Option<&async_nats::HeaderMap>) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let Some(headers) = headers else {
+        return out;
+    };
+    for (name, values) in headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(AsRef::<[u8]>::as_ref(name)) else {
+            continue;
+        };
+        for value in values {
+            if let Ok(value) = HeaderValue::from_str(value.as_str()) {
+                out.append(name.clone(), value);
+            }
+        }
+    }
+    out
+}

@@ -13,7 +13,6 @@ pub mod jsonl;
 
 use std::path::Path;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -130,13 +129,4 @@ pub(crate) fn path_of(url: &str) -> Option<String> {
     let uri: http::Uri = url.trim().parse().ok()?;
     let pq = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
     Some(if pq.is_empty() { "/".to_owned() } else { pq.to_owned() })
-}
-
-pub(crate) fn empty_response(status: http::StatusCode) -> RecordedResponse {
-    RecordedResponse {
-        status,
-        headers: HeaderMap::new(),
-        body: Bytes::new(),
-        latency: std::time::Duration::ZERO,
-    }
 }

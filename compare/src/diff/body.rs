@@ -44,7 +44,10 @@ impl ParsedBody {
                 Some(b'{' | b'[')
             )
         } else {
-            content_type.contains("json")
+            content_type
+                .as_bytes()
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"json"))
         };
         if looks_json && let Ok(value) = serde_json::from_slice::<Value>(body) {
             return ParsedBody::Json(value);

@@ -19,13 +19,12 @@ mod headers;
 use std::collections::HashSet;
 
 use chrono::Utc;
-use serde_json::Value;
 
 pub(crate) use body::ParsedBody;
 use body::{BodyWalk, content_type};
 
 use crate::exchange::{Exchange, RecordedRequest, RecordedResponse, correlation_id};
-use crate::record::{DiffRecord, Latency, RequestSnapshot, SCHEMA_VERSION, StatusDiff, Verdict};
+use crate::record::{DiffRecord, Latency, RequestSnapshot, SCHEMA_VERSION, Side, StatusDiff, Verdict};
 use crate::rules::{RuleSet, Rules};
 
 /// When a record carries the request (for "copy as curl").
@@ -130,12 +129,18 @@ impl Differ {
             (status, envelope)
         };
 
-        let headers = headers::compare(
+        let mut headers = headers::compare(
             rules,
             &primary.headers,
             &candidate.headers,
             secondary.map(|n| &n.headers),
         );
+        if let Some(name) = &envelope {
+            // The two envelopes are different media types by definition.
+            for diff in headers.iter_mut().filter(|d| d.name == "content-type" && d.noise.is_none()) {
+                diff.noise = Some(format!("envelope:{name}"));
+            }
+        }
 
         let mut walk = BodyWalk::new(rules, secondary.map(|n| &n.body));
         if envelope.is_none() && !rules.ignore_body {
@@ -177,6 +182,54 @@ impl Differ {
             record.request = Some(snapshot(request));
         }
         record
+    }
+}
+
+impl Differ {
+    /// The record for an exchange whose candidate gave no answer (timeout,
+    /// connection refused): always `differs`, with the error.
+    pub fn failed(&self, request: &RecordedRequest, primary: &RecordedResponse, error: String) -> DiffRecord {
+        let mut record = self.bare_record(request, Some(primary));
+        record.error = Some(error);
+        record.recompute_verdict();
+        if self.keep_request != KeepRequest::Never && !request.is_event() {
+            record.request = Some(snapshot(request));
+        }
+        record
+    }
+
+    /// The record for an event that found no partner within the pairing
+    /// window: `differs`, with the side that was seen.
+    pub fn unmatched(&self, request: &RecordedRequest, side: Side, correlation_id: Option<String>) -> DiffRecord {
+        let mut record = self.bare_record(request, None);
+        record.correlation_id = correlation_id.or(record.correlation_id);
+        record.unmatched = Some(side);
+        record.recompute_verdict();
+        record
+    }
+
+    fn bare_record(&self, request: &RecordedRequest, primary: Option<&RecordedResponse>) -> DiffRecord {
+        DiffRecord {
+            schema_version: SCHEMA_VERSION,
+            ts: Utc::now(),
+            route: self.rules.route_template(&request.method, &request.path),
+            method: request.method.as_str().to_owned(),
+            correlation_id: request
+                .correlation_id()
+                .or_else(|| primary.and_then(|p| correlation_id(&p.headers)))
+                .map(str::to_owned),
+            status: None,
+            headers: Vec::new(),
+            body: Vec::new(),
+            truncated: 0,
+            envelope: None,
+            verdict: Verdict::Same,
+            latency_ms: None,
+            request: None,
+            unmatched: None,
+            error: None,
+            redacted: false,
+        }
     }
 }
 
@@ -240,9 +293,4 @@ pub(crate) fn snapshot(request: &RecordedRequest) -> RequestSnapshot {
             .collect(),
         body,
     }
-}
-
-/// A JSON value for a body in places that need one (events pairing).
-pub(crate) fn body_value(headers: &http::HeaderMap, body: &bytes::Bytes) -> Option<Value> {
-    ParsedBody::parse(headers, body).to_value()
 }

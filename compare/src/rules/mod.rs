@@ -24,6 +24,7 @@ pub use file::RulesFile;
 use file::{EnvelopeSideSpec, MatcherSpec, RuleSetSpec, ShapeSpec, ToleranceSpec};
 pub use header::HeaderMatcher;
 use pointer::{PathSeg, PointerPattern};
+pub(crate) use route::event_method;
 pub use route::RouteTemplate;
 
 /// The rules shipped with the tool, covering the known api-gateway ↔

@@ -1,0 +1,472 @@
+//! `compare report`: turns diff records into the SRE's go/no-go evidence.
+//!
+//! [`Report::build`] aggregates: overall and per-route diff rates with 95 %
+//! Wilson confidence intervals, the diff rate over time, and the top
+//! differing paths with side-by-side examples and a "copy as curl" for each.
+//! [`Gate`] decides readiness (per route and overall: enough samples and a
+//! diff rate at or under the maximum). [`render`] writes HTML (one
+//! self-contained file, inline SVG chart, no network), Markdown and JSON.
+
+mod render;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use render::{curl_command, render_html, render_json, render_markdown};
+
+use crate::record::{DiffKind, DiffRecord, Verdict};
+use crate::rules::pointer::generalise;
+
+/// Examples kept per differing path (Diffy keeps 5 requests per field).
+const EXAMPLES_PER_PATH: usize = 3;
+/// Differing paths listed in a report.
+const TOP_PATHS: usize = 25;
+/// Points of the diff-rate-over-time chart.
+const TIME_BUCKETS: i64 = 48;
+
+/// The go/no-go thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Gate {
+    /// Highest acceptable diff rate, as a fraction (0.001 = 0.1 %).
+    pub max_diff_rate: f64,
+    /// Fewest samples a route (and the whole run) must have.
+    pub min_samples: u64,
+}
+
+/// The gate's decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateResult {
+    pub ready: bool,
+    /// One line for a terminal or a CI log.
+    pub reason: String,
+    /// Every failed check, one line each.
+    pub failures: Vec<String>,
+    pub gate: Gate,
+}
+
+/// Counts and rate for a set of records.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateStats {
+    pub samples: u64,
+    pub same: u64,
+    pub noise_only: u64,
+    pub differs: u64,
+    pub diff_rate: f64,
+    /// 95 % Wilson score interval of the diff rate.
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+impl RateStats {
+    fn from_counts(same: u64, noise_only: u64, differs: u64) -> Self {
+        let samples = same + noise_only + differs;
+        let (ci_low, ci_high) = wilson_interval(differs, samples);
+        Self {
+            samples,
+            same,
+            noise_only,
+            differs,
+            diff_rate: if samples == 0 {
+                0.0
+            } else {
+                differs as f64 / samples as f64
+            },
+            ci_low,
+            ci_high,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteStats {
+    pub route: String,
+    #[serde(flatten)]
+    pub stats: RateStats,
+    /// Median latencies (ms) when recorded.
+    pub p50_primary_ms: Option<f64>,
+    pub p50_candidate_ms: Option<f64>,
+    /// Status pairs that differed, `"200→500": count`.
+    pub status_pairs: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeBucket {
+    pub start: DateTime<Utc>,
+    pub samples: u64,
+    pub differs: u64,
+    pub diff_rate: f64,
+}
+
+/// One differing path with its count and examples.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathStats {
+    pub route: String,
+    /// `status`, `header:<name>`, `event`, `transport-error` or a body
+    /// pointer with indices generalised to `*`.
+    pub path: String,
+    pub kind: DiffKind,
+    /// Exchanges in which this path differed.
+    pub count: u64,
+    /// `count` over the route's samples.
+    pub share: f64,
+    pub examples: Vec<Example>,
+}
+
+/// A side-by-side example (values as stored: redacted unless the records
+/// were written with `--no-redact`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Example {
+    pub ts: DateTime<Utc>,
+    pub correlation_id: Option<String>,
+    pub primary: String,
+    pub candidate: String,
+    pub curl: Option<String>,
+}
+
+/// Everything a rendered report shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub generated_at: DateTime<Utc>,
+    pub sources: Vec<String>,
+    pub first_ts: Option<DateTime<Utc>>,
+    pub last_ts: Option<DateTime<Utc>>,
+    pub overall: RateStats,
+    pub routes: Vec<RouteStats>,
+    pub timeline: Vec<TimeBucket>,
+    pub top_paths: Vec<PathStats>,
+    pub unmatched_primary: u64,
+    pub unmatched_candidate: u64,
+    pub transport_errors: u64,
+    /// Whether every record was redacted when written.
+    pub all_redacted: bool,
+    pub gate: Option<GateResult>,
+}
+
+impl Report {
+    /// Aggregates records. `sources` are only listed in the report.
+    pub fn build(records: &[DiffRecord], sources: Vec<String>, gate: Option<Gate>) -> Self {
+        let overall = counts(records.iter());
+        let mut by_route: BTreeMap<&str, Vec<&DiffRecord>> = BTreeMap::new();
+        for record in records {
+            by_route.entry(record.route.as_str()).or_default().push(record);
+        }
+        let routes: Vec<RouteStats> = by_route
+            .iter()
+            .map(|(route, records)| route_stats(route, records))
+            .collect();
+        let first_ts = records.iter().map(|r| r.ts).min();
+        let last_ts = records.iter().map(|r| r.ts).max();
+        let route_samples: HashMap<&str, u64> = routes
+            .iter()
+            .map(|r| (r.route.as_str(), r.stats.samples))
+            .collect();
+        let mut report = Self {
+            generated_at: Utc::now(),
+            sources,
+            first_ts,
+            last_ts,
+            overall,
+            timeline: timeline(records, first_ts, last_ts),
+            top_paths: top_paths(records, &route_samples),
+            routes,
+            unmatched_primary: records
+                .iter()
+                .filter(|r| r.unmatched == Some(crate::record::Side::Primary))
+                .count() as u64,
+            unmatched_candidate: records
+                .iter()
+                .filter(|r| r.unmatched == Some(crate::record::Side::Candidate))
+                .count() as u64,
+            transport_errors: records.iter().filter(|r| r.error.is_some()).count() as u64,
+            all_redacted: records.iter().all(|r| r.redacted),
+            gate: None,
+        };
+        report.gate = gate.map(|g| g.evaluate(&report));
+        report
+    }
+}
+
+fn counts<'a>(records: impl Iterator<Item = &'a DiffRecord>) -> RateStats {
+    let (mut same, mut noise, mut differs) = (0, 0, 0);
+    for record in records {
+        match record.verdict {
+            Verdict::Same => same += 1,
+            Verdict::NoiseOnly => noise += 1,
+            Verdict::Differs => differs += 1,
+        }
+    }
+    RateStats::from_counts(same, noise, differs)
+}
+
+fn route_stats(route: &str, records: &[&DiffRecord]) -> RouteStats {
+    let mut status_pairs = BTreeMap::new();
+    for record in records {
+        if let Some(s) = &record.status
+            && s.primary != s.candidate
+        {
+            *status_pairs
+                .entry(format!("{}→{}", s.primary, s.candidate))
+                .or_insert(0) += 1;
+        }
+    }
+    let latencies = |f: fn(&crate::record::Latency) -> f64| {
+        median(records.iter().filter_map(|r| r.latency_ms.as_ref().map(f)).collect())
+    };
+    RouteStats {
+        route: route.to_owned(),
+        stats: counts(records.iter().copied()),
+        p50_primary_ms: latencies(|l| l.primary),
+        p50_candidate_ms: latencies(|l| l.candidate),
+        status_pairs,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+fn timeline(
+    records: &[DiffRecord],
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+) -> Vec<TimeBucket> {
+    let (Some(first), Some(last)) = (first, last) else {
+        return Vec::new();
+    };
+    let span_ms = (last - first).num_milliseconds().max(1);
+    // Round the bucket width up to a whole second so labels stay readable.
+    let width_ms = ((span_ms + TIME_BUCKETS - 1) / TIME_BUCKETS).max(1000);
+    let buckets = ((span_ms / width_ms) + 1).clamp(1, TIME_BUCKETS + 1);
+    let mut samples = vec![0u64; buckets as usize];
+    let mut differs = vec![0u64; buckets as usize];
+    for record in records {
+        let offset = (record.ts - first).num_milliseconds().max(0);
+        let index = ((offset / width_ms).min(buckets - 1)) as usize;
+        if let (Some(s), Some(d)) = (samples.get_mut(index), differs.get_mut(index)) {
+            *s += 1;
+            if record.verdict == Verdict::Differs {
+                *d += 1;
+            }
+        }
+    }
+    samples
+        .iter()
+        .zip(&differs)
+        .enumerate()
+        .map(|(i, (&samples, &differs))| TimeBucket {
+            start: first + TimeDelta::milliseconds(i as i64 * width_ms),
+            samples,
+            differs,
+            diff_rate: if samples == 0 {
+                0.0
+            } else {
+                differs as f64 / samples as f64
+            },
+        })
+        .collect()
+}
+
+fn top_paths(records: &[DiffRecord], route_samples: &HashMap<&str, u64>) -> Vec<PathStats> {
+    // (route, path, kind) → (count, examples)
+    let mut paths: HashMap<(String, String, DiffKind), (u64, Vec<Example>)> = HashMap::new();
+    for record in records.iter().filter(|r| r.verdict == Verdict::Differs) {
+        let mut seen = Vec::new();
+        for (path, kind) in record.real_differences() {
+            let key = (record.route.clone(), generalise(&path), kind);
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key.clone());
+            let entry = paths.entry(key).or_insert((0, Vec::new()));
+            entry.0 += 1;
+            if entry.1.len() < EXAMPLES_PER_PATH {
+                entry.1.push(example(record, &path));
+            }
+        }
+    }
+    let mut out: Vec<PathStats> = paths
+        .into_iter()
+        .map(|((route, path, kind), (count, examples))| {
+            let samples = route_samples.get(route.as_str()).copied().unwrap_or(0).max(1);
+            PathStats {
+                share: count as f64 / samples as f64,
+                route,
+                path,
+                kind,
+                count,
+                examples,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.route.cmp(&b.route))
+            .then_with(|| a.path.cmp(&b.path))
+    });
+    out.truncate(TOP_PATHS);
+    out
+}
+
+fn example(record: &DiffRecord, path: &str) -> Example {
+    let show = |v: Option<&Value>| match v {
+        None => "(absent)".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+    };
+    let (primary, candidate) = if path == "status" {
+        let s = record.status.as_ref();
+        (
+            s.map(|s| s.primary.to_string()).unwrap_or_default(),
+            s.map(|s| s.candidate.to_string()).unwrap_or_default(),
+        )
+    } else if path == "transport-error" {
+        ("(answered)".to_owned(), record.error.clone().unwrap_or_default())
+    } else if path == "event" {
+        match record.unmatched {
+            Some(crate::record::Side::Primary) => ("(event)".to_owned(), "(no event)".to_owned()),
+            _ => ("(no event)".to_owned(), "(event)".to_owned()),
+        }
+    } else if let Some(name) = path.strip_prefix("header:") {
+        let d = record.headers.iter().find(|d| d.name == name);
+        (
+            d.and_then(|d| d.primary.clone()).unwrap_or_else(|| "(absent)".to_owned()),
+            d.and_then(|d| d.candidate.clone()).unwrap_or_else(|| "(absent)".to_owned()),
+        )
+    } else {
+        let d = record.body.iter().find(|d| d.pointer == path);
+        (
+            show(d.and_then(|d| d.primary.as_ref())),
+            show(d.and_then(|d| d.candidate.as_ref())),
+        )
+    };
+    Example {
+        ts: record.ts,
+        correlation_id: record.correlation_id.clone(),
+        primary,
+        candidate,
+        curl: record.request.as_ref().map(curl_command),
+    }
+}
+
+/// The 95 % Wilson score interval for `k` successes out of `n`. Unlike the
+/// normal approximation it stays inside [0, 1] and is meaningful for rates
+/// near zero, which is where a cutover gate lives.
+pub fn wilson_interval(k: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let n = n as f64;
+    let p = k as f64 / n;
+    let z2 = z * z;
+    let denom = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// A rate as a percentage with enough digits for gates like 0.1 %.
+pub fn percent(rate: f64) -> String {
+    let pct = rate * 100.0;
+    if pct == 0.0 {
+        "0%".to_owned()
+    } else if pct < 0.01 {
+        format!("{pct:.4}%")
+    } else if pct < 1.0 {
+        format!("{pct:.3}%")
+    } else {
+        format!("{pct:.2}%")
+    }
+}
+
+impl Gate {
+    /// Checks each route and the whole run.
+    pub fn evaluate(&self, report: &Report) -> GateResult {
+        let mut failures = Vec::new();
+        let mut check = |name: &str, stats: &RateStats| {
+            if stats.samples < self.min_samples {
+                failures.push(format!(
+                    "{name}: {} samples < {} required",
+                    stats.samples, self.min_samples
+                ));
+            } else if stats.diff_rate > self.max_diff_rate {
+                failures.push(format!(
+                    "{name}: diff rate {} ({}/{}) > {}",
+                    percent(stats.diff_rate),
+                    stats.differs,
+                    stats.samples,
+                    percent(self.max_diff_rate)
+                ));
+            }
+        };
+        for route in &report.routes {
+            check(&format!("route {}", route.route), &route.stats);
+        }
+        check("overall", &report.overall);
+        let ready = failures.is_empty();
+        let reason = if ready {
+            format!(
+                "READY: {} routes, {} samples, diff rate {} (95% CI {}–{}) <= {}",
+                report.routes.len(),
+                report.overall.samples,
+                percent(report.overall.diff_rate),
+                percent(report.overall.ci_low),
+                percent(report.overall.ci_high),
+                percent(self.max_diff_rate)
+            )
+        } else {
+            let more = match failures.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            format!("NOT READY: {}{more}", failures[0])
+        };
+        GateResult {
+            ready,
+            reason,
+            failures,
+            gate: *self,
+        }
+    }
+}
+
+/// Parses `0.1%` or `0.001` into a fraction.
+pub fn parse_rate(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let value = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().ok()? / 100.0,
+        None => t.parse::<f64>().ok()?,
+    };
+    (value.is_finite() && (0.0..=1.0).contains(&value)).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_matches_known_values() {
+        let (lo, hi) = wilson_interval(0, 1000);
+        assert!(lo == 0.0 && (hi - 0.003_82).abs() < 1e-4, "{hi}");
+        let (lo, hi) = wilson_interval(50, 100);
+        assert!((lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3);
+        assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn rates_parse_as_percent_or_fraction() {
+        assert_eq!(parse_rate("0.1%"), Some(0.001));
+        assert_eq!(parse_rate("0.001"), Some(0.001));
+        assert_eq!(parse_rate("150%"), None);
+        assert_eq!(parse_rate("x"), None);
+    }
+}
