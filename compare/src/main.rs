@@ -327,9 +327,6 @@ fn parse_rate_arg(text: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // reqwest's TLS uses rustls without a built-in provider; ring is the one
-    // async-nats already brings in.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -276,6 +276,11 @@ pub async fn run<W: std::io::Write + Send + 'static>(
     {
         return Err(ReplayError::Rate(rate));
     }
+    // reqwest is built on rustls without a bundled crypto provider; use ring
+    // (already in the tree through async-nats) unless the process chose one.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
         .redirect(reqwest::redirect::Policy::none())
