@@ -47,6 +47,13 @@ struct Output {
     /// Rules file (TOML); default: the shipped compare/rules/default.toml.
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+    #[command(flatten)]
+    redact: RedactArgs,
+}
+
+/// How written values are redacted.
+#[derive(Debug, Args)]
+struct RedactArgs {
     /// HMAC key for hashing phone numbers and message bodies. Without it a
     /// random key is used and hashes only compare within this run.
     #[arg(long, env = "COMPARE_REDACT_KEY", hide_env_values = true, value_name = "KEY")]
@@ -65,6 +72,12 @@ impl Output {
         }
     }
 
+    fn redaction(&self, rules: &Rules) -> anyhow::Result<Redaction> {
+        self.redact.redaction(rules)
+    }
+}
+
+impl RedactArgs {
     fn redaction(&self, rules: &Rules) -> anyhow::Result<Redaction> {
         if self.no_redact {
             eprintln!("warning: --no-redact: phone numbers, message bodies and credentials are written in clear");
@@ -284,6 +297,8 @@ struct LearnNoiseArgs {
     /// Print proposals as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    redact: RedactArgs,
 }
 
 /// Diff exchanges a capture already holds (the mirror proxy records both
@@ -554,7 +569,16 @@ fn report_cmd(args: ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn learn_noise_cmd(args: LearnNoiseArgs) -> anyhow::Result<ExitCode> {
-    let records = difflog::read_all(&args.logs)?;
+    let rules = match &args.rules {
+        Some(path) => Rules::load(path).with_context(|| format!("loading rules {}", path.display()))?,
+        None => Rules::default_rules()?,
+    };
+    let redaction = args.redact.redaction(&rules)?;
+    let mut records = difflog::read_all(&args.logs)?;
+    // The examples shown come from the records: redact them like a report.
+    for record in &mut records {
+        redaction.apply(record);
+    }
     let options = NoiseOptions {
         min_diff_rate: args.min_diff_rate,
         min_generated: args.min_generated,

@@ -311,6 +311,9 @@ impl Redactor {
         if let Some(request) = record.request.as_mut() {
             self.redact_request(request);
         }
+        if let Some(id) = record.correlation_id.as_mut() {
+            *id = self.redact_text(id);
+        }
         if let Some(error) = record.error.as_mut() {
             *error = self.redact_text(error);
         }

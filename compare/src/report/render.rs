@@ -157,6 +157,14 @@ fn environment() -> Result<Environment<'static>, ReportError> {
     env.add_filter("cell", |text: String| {
         text.replace('|', "\\|").replace(['\n', '\r'], " ")
     });
+    env.add_filter("dt", |text: String| match chrono::DateTime::parse_from_rfc3339(&text) {
+        Ok(t) => t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+        Err(_) => text,
+    });
+    env.add_filter("cut", |text: String, max: usize| match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    });
     env.add_template("report.html", HTML_TEMPLATE)
         .map_err(|e| ReportError::Template(e.to_string()))?;
     env.add_template("report.md", MARKDOWN_TEMPLATE)
