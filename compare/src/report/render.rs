@@ -50,6 +50,8 @@ struct ChartPoint {
 struct Tick {
     pos: f64,
     label: String,
+    /// SVG `text-anchor`, so the first and last labels stay inside.
+    anchor: &'static str,
 }
 
 fn chart(report: &Report) -> Chart {
@@ -98,6 +100,7 @@ fn chart(report: &Report) -> Chart {
             Tick {
                 pos: round1(y_of(rate)),
                 label: percent(rate),
+                anchor: "end",
             }
         })
         .collect();
@@ -108,9 +111,19 @@ fn chart(report: &Report) -> Chart {
         idx.dedup();
         idx.into_iter()
             .filter_map(|i| {
+                let anchor = if n == 1 {
+                    "middle"
+                } else if i == 0 {
+                    "start"
+                } else if i == n - 1 {
+                    "end"
+                } else {
+                    "middle"
+                };
                 report.timeline.get(i).map(|b| Tick {
                     pos: round1(x_of(i)),
                     label: b.start.format("%m-%d %H:%M:%S").to_string(),
+                    anchor,
                 })
             })
             .collect()

@@ -1,0 +1,171 @@
+//! The HTML report as a person sees it: rendered by headless Chromium
+//! (Debian's `chromium`), screenshotted, and its text checked through
+//! `--dump-dom`. The page must work offline: no external resources.
+//!
+//! Skips (loudly) only when no Chromium binary can be found; the project's
+//! test command installs it (`apt-get install -y chromium`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn chromium() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("CHROMIUM").ok(),
+        Some("/usr/bin/chromium".to_owned()),
+        Some("/usr/bin/chromium-browser".to_owned()),
+        Some("/usr/bin/google-chrome".to_owned()),
+    ];
+    candidates.into_iter().flatten().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// Runs Chromium headless with a deadline; returns stdout.
+fn run_chromium(binary: &Path, profile: &Path, extra: &[String], url: &str) -> String {
+    let mut child = Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().expect("reader")
+}
+
+/// Diff records from a real replay (with injected differences) spread over
+/// time, so the chart has a shape.
+fn make_log(dir: &tempfile::TempDir) -> PathBuf {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let legacy = runtime.block_on(FakeService::start(Flavour::Legacy, "legacy"));
+    let orchestrator = runtime.block_on(FakeService::start(Flavour::Orchestrator, "orchestrator"));
+    let capture = file(dir, "capture.jsonl");
+    let mut lines: Vec<_> = (0..40)
+        .map(|i| send_line(i, if i % 8 == 0 { "inject" } else { "order" }))
+        .collect();
+    lines.extend((0..20).map(|i| get_line(i, "/v1/sms/507f1f77bcf86cd799439011")));
+    write_jsonl(&capture, &lines);
+    let log = file(dir, "diffs.jsonl");
+    let output = compare_bin()
+        .args(["replay", "--capture"])
+        .arg(&capture)
+        .args(["--primary", &legacy.url(), "--candidate", &orchestrator.url()])
+        .args(["--allow-writes", "--no-progress", "--out"])
+        .arg(&log)
+        .env("COMPARE_REDACT_KEY", "k")
+        .output()
+        .expect("replay runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Spread the records over an hour for the chart.
+    let mut records = read_records(&log);
+    let start = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    for (i, record) in records.iter_mut().enumerate() {
+        record.ts = start + chrono::TimeDelta::seconds(i as i64 * 60);
+    }
+    let text: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("json") + "\n")
+        .collect();
+    std::fs::write(&log, text).expect("rewrite log");
+    log
+}
+
+#[test]
+fn the_html_report_renders_in_chromium_with_its_summary_chart_and_examples() {
+    let Some(binary) = chromium() else {
+        eprintln!();
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!("!!! SKIPPED: Chromium not found (install Debian's `chromium` package). The");
+        eprintln!("!!! HTML report was NOT checked in a browser.");
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        return;
+    };
+    let dir = tmp();
+    let log = make_log(&dir);
+    let html = file(&dir, "report.html");
+    let output = compare_bin()
+        .arg("report")
+        .arg(&log)
+        .arg("--html")
+        .arg(&html)
+        .args(["--max-diff-rate", "0.1%", "--min-samples", "10"])
+        .env("COMPARE_REDACT_KEY", "k")
+        .output()
+        .expect("report runs");
+    assert_eq!(output.status.code(), Some(1), "the injected differences fail the gate");
+    let source = std::fs::read_to_string(&html).expect("html");
+    for external in ["<link", "src=\"http", "src='http", "@import", "url(http"] {
+        assert!(!source.contains(external), "the report must not load {external}…");
+    }
+
+    let url = format!("file://{}", html.display());
+    let screenshot = file(&dir, "report.png");
+    let profile = file(&dir, "profile");
+    run_chromium(&binary, &profile, &[format!("--screenshot={}", screenshot.display())], &url);
+    let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "screenshot is {} bytes", png.len());
+    if let Ok(keep) = std::env::var("COMPARE_KEEP_SCREENSHOT") {
+        let _ = std::fs::copy(&screenshot, keep);
+    }
+
+    let dom = run_chromium(&binary, &profile, &["--dump-dom".to_owned()], &url);
+    // The serialised DOM escapes text; compare with what a reader sees.
+    let dom = dom
+        .replace("&gt;", ">")
+        .replace("&lt;", "<")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    for text in [
+        "compare report: legacy api-gateway vs orchestrator",
+        "NOT READY: route GET /v1/sms/{id}: diff rate 100.00% (20/20) > 0.100% (and 2 more)",
+        "route POST /v1/sms/send: diff rate 12.50% (5/40) > 0.100%",
+        "Per route",
+        "POST /v1/sms/send",
+        "GET /v1/sms/{id}",
+        "Diff rate over time",
+        "Top differing paths",
+        "/encoding",
+        "/served_by",
+        "legacy (primary)",
+        "orchestrator (candidate)",
+        "copy as curl",
+        "curl -sS -X 'POST'",
+    ] {
+        assert!(dom.contains(text), "rendered page lacks {text:?}");
+    }
+    assert!(dom.contains("<polyline"), "the chart is an inline SVG");
+    assert!(!dom.contains(PHONE) && !dom.contains(SECRET_BODY), "personal data is redacted");
+}
