@@ -74,7 +74,7 @@ pub enum ReplayError {
     Target { url: String, reason: String },
     #[error("invalid header override {header:?}: expected 'Name: value'")]
     Header { header: String },
-    #[error("--rate must be a positive number of requests per second, got {0}")]
+    #[error("--rate must be between 0.001 and 1000000 requests per second, got {0}")]
     Rate(f64),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),

@@ -52,6 +52,11 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Accepted `rate` range (requests per second): below it a replay would
+/// take days, above it the timer resolution is the limit, not the pacer.
+pub const MIN_RATE: f64 = 0.001;
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 /// One replay target.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -272,7 +277,7 @@ pub async fn run<W: std::io::Write + Send + 'static>(
     counters: Arc<ReplayCounters>,
 ) -> Result<ReplaySummary, ReplayError> {
     if let Some(rate) = config.rate
-        && !(rate.is_finite() && rate > 0.0)
+        && !(MIN_RATE..=MAX_RATE).contains(&rate)
     {
         return Err(ReplayError::Rate(rate));
     }
