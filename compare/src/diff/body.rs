@@ -6,10 +6,10 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Number, Value};
 
+use super::json::{self, Json};
 use crate::record::{BodyDiff, DiffKind, MAX_BODY_DIFFS};
 use crate::rules::RuleSet;
 use crate::rules::pointer::{PathSeg, render};
@@ -22,18 +22,18 @@ const MAX_TEXT_CHARS: usize = 2048;
 const MAX_SET_LEN: usize = 2000;
 
 /// A body parsed once for everything that needs it (envelope checks, the
-/// walk, the request snapshot).
+/// walk, the request snapshot). Borrows from the body bytes.
 #[derive(Debug)]
-pub(crate) enum ParsedBody {
+pub(crate) enum ParsedBody<'a> {
     Empty,
-    Json(Value),
-    Text(Bytes),
+    Json(Json<'a>),
+    Text(&'a [u8]),
 }
 
-impl ParsedBody {
+impl<'a> ParsedBody<'a> {
     /// Parses as JSON when the content type says so or, without one, when
     /// the body starts like JSON; anything unparsable is text.
-    pub fn parse(headers: &HeaderMap, body: &Bytes) -> Self {
+    pub fn parse(headers: &HeaderMap, body: &'a [u8]) -> Self {
         if body.iter().all(u8::is_ascii_whitespace) {
             return ParsedBody::Empty;
         }
@@ -49,13 +49,13 @@ impl ParsedBody {
                 .windows(4)
                 .any(|w| w.eq_ignore_ascii_case(b"json"))
         };
-        if looks_json && let Ok(value) = serde_json::from_slice::<Value>(body) {
+        if looks_json && let Some(value) = json::parse(body) {
             return ParsedBody::Json(value);
         }
-        ParsedBody::Text(body.clone())
+        ParsedBody::Text(body)
     }
 
-    pub fn json(&self) -> Option<&Value> {
+    pub fn json(&self) -> Option<&Json<'a>> {
         match self {
             ParsedBody::Json(v) => Some(v),
             _ => None,
@@ -66,7 +66,7 @@ impl ParsedBody {
     pub fn to_value(&self) -> Option<Value> {
         match self {
             ParsedBody::Empty => None,
-            ParsedBody::Json(v) => Some(v.clone()),
+            ParsedBody::Json(v) => Some(v.to_value()),
             ParsedBody::Text(b) => Some(Value::String(cut_text(b))),
         }
     }
@@ -107,50 +107,49 @@ impl<'r> BodyWalk<'r> {
         }
     }
 
-    pub fn compare(&mut self, primary: &ParsedBody, candidate: &ParsedBody) {
-        let mut path = Vec::new();
+    pub fn compare(&mut self, primary: &ParsedBody<'_>, candidate: &ParsedBody<'_>) {
+        let path = Vec::new();
         match (primary, candidate) {
             (ParsedBody::Empty, ParsedBody::Empty) => {}
-            (ParsedBody::Json(p), ParsedBody::Json(c)) => self.walk(&mut path, p, c),
+            (ParsedBody::Json(p), ParsedBody::Json(c)) => self.walk(&mut Vec::new(), p, c),
             (ParsedBody::Text(p), ParsedBody::Text(c)) => {
                 if p != c {
-                    let (p, c) = (text_value(p), text_value(c));
-                    self.leaf(&path, DiffKind::Changed, Some(&p), Some(&c));
+                    self.record(&path, DiffKind::Changed, primary.to_value(), candidate.to_value(), None);
                 }
             }
-            (ParsedBody::Empty, c) => {
-                let c = c.to_value();
-                self.leaf(&path, DiffKind::Added, None, c.as_ref());
-            }
-            (p, ParsedBody::Empty) => {
-                let p = p.to_value();
-                self.leaf(&path, DiffKind::Removed, p.as_ref(), None);
-            }
-            (p, c) => {
-                let (p, c) = (p.to_value(), c.to_value());
-                self.leaf(&path, DiffKind::Type, p.as_ref(), c.as_ref());
-            }
+            (ParsedBody::Empty, _) => self.record(&path, DiffKind::Added, None, candidate.to_value(), None),
+            (_, ParsedBody::Empty) => self.record(&path, DiffKind::Removed, primary.to_value(), None, None),
+            _ => self.record(&path, DiffKind::Type, primary.to_value(), candidate.to_value(), None),
         }
     }
 
-    fn walk<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, p: &'v Value, c: &'v Value) {
+    fn walk<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, p: &'v Json<'v>, c: &'v Json<'v>) {
         match (p, c) {
-            (Value::Object(pm), Value::Object(cm)) => {
-                for (key, pv) in pm {
+            (Json::Object(pm), Json::Object(cm)) => {
+                // Same serialiser, same member order: look at the same
+                // position first, search only when that misses.
+                let mut in_order = pm.len() == cm.len();
+                for (i, (key, pv)) in pm.iter().enumerate() {
                     path.push(PathSeg::Key(key));
-                    match cm.get(key) {
+                    let cv = cm.at_if(i, key).or_else(|| {
+                        in_order = false;
+                        cm.get(key)
+                    });
+                    match cv {
                         Some(cv) => self.walk(path, pv, cv),
                         None => self.leaf(path, DiffKind::Removed, Some(pv), None),
                     }
                     path.pop();
                 }
-                for (key, cv) in cm.iter().filter(|(k, _)| !pm.contains_key(*k)) {
-                    path.push(PathSeg::Key(key));
-                    self.leaf(path, DiffKind::Added, None, Some(cv));
-                    path.pop();
+                if !in_order {
+                    for (key, cv) in cm.iter().filter(|(k, _)| !pm.contains_key(k)) {
+                        path.push(PathSeg::Key(key));
+                        self.leaf(path, DiffKind::Added, None, Some(cv));
+                        path.pop();
+                    }
                 }
             }
-            (Value::Array(pa), Value::Array(ca)) => {
+            (Json::Array(pa), Json::Array(ca)) => {
                 if !self.rules.sets.is_empty()
                     && pa.len().max(ca.len()) <= MAX_SET_LEN
                     && self.rules.is_set(path)
@@ -174,29 +173,29 @@ impl<'r> BodyWalk<'r> {
                     path.pop();
                 }
             }
-            (Value::String(a), Value::String(b)) => {
+            (Json::String(a), Json::String(b)) => {
                 if a != b {
                     self.leaf(path, DiffKind::Changed, Some(p), Some(c));
                 }
             }
-            (Value::Number(a), Value::Number(b)) => {
+            (Json::Number(a), Json::Number(b)) => {
                 if !numbers_equal(a, b) {
                     self.leaf(path, DiffKind::Changed, Some(p), Some(c));
                 }
             }
-            (Value::Bool(a), Value::Bool(b)) => {
+            (Json::Bool(a), Json::Bool(b)) => {
                 if a != b {
                     self.leaf(path, DiffKind::Changed, Some(p), Some(c));
                 }
             }
-            (Value::Null, Value::Null) => {}
+            (Json::Null, Json::Null) => {}
             _ => self.leaf(path, DiffKind::Type, Some(p), Some(c)),
         }
     }
 
     /// Multiset comparison: every primary element is paired with an equal,
     /// unused candidate element; the rest are removed/added.
-    fn compare_set<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, pa: &'v [Value], ca: &'v [Value]) {
+    fn compare_set<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, pa: &'v [Json<'v>], ca: &'v [Json<'v>]) {
         let mut used = vec![false; ca.len()];
         let mut unpaired = Vec::new();
         for (i, pv) in pa.iter().enumerate() {
@@ -227,14 +226,29 @@ impl<'r> BodyWalk<'r> {
         }
     }
 
-    fn leaf(&mut self, path: &[PathSeg<'_>], kind: DiffKind, p: Option<&Value>, c: Option<&Value>) {
+    fn leaf(&mut self, path: &[PathSeg<'_>], kind: DiffKind, p: Option<&Json<'_>>, c: Option<&Json<'_>>) {
+        // Checked before converting values, which allocates.
         if self.rules.is_ignored(path) {
             return;
         }
-        let mut noise = match (p, c) {
+        let noise = match (p, c) {
             (Some(p), Some(c)) => self.rules.noise_for(path, p, c).map(str::to_owned),
             _ => None,
         };
+        self.record(path, kind, p.map(Json::to_value), c.map(Json::to_value), noise);
+    }
+
+    fn record(
+        &mut self,
+        path: &[PathSeg<'_>],
+        kind: DiffKind,
+        primary: Option<Value>,
+        candidate: Option<Value>,
+        mut noise: Option<String>,
+    ) {
+        if self.rules.is_ignored(path) {
+            return;
+        }
         let pointer = render(path);
         if noise.is_none()
             && let Some(noisy) = self.secondary_noise
@@ -242,14 +256,13 @@ impl<'r> BodyWalk<'r> {
         {
             noise = Some("secondary".to_owned());
         }
-        let diff = BodyDiff {
+        self.push(BodyDiff {
             pointer,
             kind,
-            primary: p.cloned(),
-            candidate: c.cloned(),
+            primary,
+            candidate,
             noise,
-        };
-        self.push(diff);
+        });
     }
 
     /// Keeps at most [`MAX_BODY_DIFFS`]; a real difference evicts a noise
@@ -266,10 +279,6 @@ impl<'r> BodyWalk<'r> {
             *slot = diff;
         }
     }
-}
-
-fn text_value(bytes: &Bytes) -> Value {
-    Value::String(cut_text(bytes))
 }
 
 /// Whether `pointer` is one of `set` or lies below one of them.
@@ -297,19 +306,23 @@ fn numbers_equal(a: &Number, b: &Number) -> bool {
     }
 }
 
-/// Deep equality with the numeric rule of [`numbers_equal`].
-fn values_equal(a: &Value, b: &Value) -> bool {
+/// Deep equality with the numeric rule of [`numbers_equal`] and member
+/// order ignored.
+fn values_equal(a: &Json<'_>, b: &Json<'_>) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => numbers_equal(x, y),
-        (Value::Array(x), Value::Array(y)) => {
+        (Json::Number(x), Json::Number(y)) => numbers_equal(x, y),
+        (Json::Array(x), Json::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| values_equal(x, y))
         }
-        (Value::Object(x), Value::Object(y)) => {
+        (Json::Object(x), Json::Object(y)) => {
             x.len() == y.len()
                 && x
                     .iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
         }
-        _ => a == b,
+        (Json::String(x), Json::String(y)) => x == y,
+        (Json::Bool(x), Json::Bool(y)) => x == y,
+        (Json::Null, Json::Null) => true,
+        _ => false,
     }
 }

@@ -252,7 +252,7 @@ mod tests {
     fn nice_ceilings() {
         assert_eq!(nice_ceiling(0.0013), 0.002);
         assert_eq!(nice_ceiling(0.03), 0.05);
-        assert_eq!(nice_ceiling(0.2), 0.25);
+        assert_eq!(nice_ceiling(0.22), 0.25);
         assert_eq!(nice_ceiling(1.0), 1.0);
     }
 

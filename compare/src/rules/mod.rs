@@ -17,8 +17,8 @@ use std::path::Path;
 
 use chrono::TimeDelta;
 use regex::Regex;
-use serde_json::Value;
 
+use crate::diff::json::Json;
 use crate::error::RulesError;
 pub use file::RulesFile;
 use file::{EnvelopeSideSpec, MatcherSpec, RuleSetSpec, ShapeSpec, ToleranceSpec};
@@ -191,6 +191,14 @@ impl RuleSet {
         })
     }
 
+    /// Whether some envelope class admits this status pair, i.e. whether
+    /// the bodies must be parsed to check it.
+    pub fn envelope_may_apply(&self, primary: u16, candidate: u16) -> bool {
+        self.envelope_classes
+            .iter()
+            .any(|c| c.primary.admits_status(primary) && c.candidate.admits_status(candidate))
+    }
+
     pub fn is_ignored(&self, path: &[PathSeg<'_>]) -> bool {
         self.ignore.iter().any(|p| p.covers(path))
     }
@@ -200,7 +208,7 @@ impl RuleSet {
     }
 
     /// The first matcher on `path` that accepts both values, by label.
-    pub fn noise_for(&self, path: &[PathSeg<'_>], primary: &Value, candidate: &Value) -> Option<&str> {
+    pub fn noise_for(&self, path: &[PathSeg<'_>], primary: &Json<'_>, candidate: &Json<'_>) -> Option<&str> {
         self.matchers
             .iter()
             .find(|m| m.pointer.matches(path) && m.accepts(primary, candidate))
@@ -283,9 +291,9 @@ impl Matcher {
         })
     }
 
-    fn accepts(&self, p: &Value, c: &Value) -> bool {
-        let both_str = |f: fn(&str) -> bool| match (p, c) {
-            (Value::String(a), Value::String(b)) => f(a) && f(b),
+    fn accepts(&self, p: &Json<'_>, c: &Json<'_>) -> bool {
+        let both_str = |f: fn(&str) -> bool| match (p.as_str(), c.as_str()) {
+            (Some(a), Some(b)) => f(a) && f(b),
             _ => false,
         };
         match &self.kind {
@@ -294,12 +302,12 @@ impl Matcher {
             MatchKind::Ulid => both_str(shape::is_ulid),
             MatchKind::ObjectId => both_str(shape::is_object_id),
             MatchKind::Present => true,
-            MatchKind::Pattern(re) => match (p, c) {
-                (Value::String(a), Value::String(b)) => re.is_match(a) && re.is_match(b),
+            MatchKind::Pattern(re) => match (p.as_str(), c.as_str()) {
+                (Some(a), Some(b)) => re.is_match(a) && re.is_match(b),
                 _ => false,
             },
-            MatchKind::Timestamp(tolerance) => match (p, c) {
-                (Value::String(a), Value::String(b)) => {
+            MatchKind::Timestamp(tolerance) => match (p.as_str(), c.as_str()) {
+                (Some(a), Some(b)) => {
                     match (shape::parse_timestamp(a), shape::parse_timestamp(b)) {
                         (Some(a), Some(b)) => (a - b).abs() <= *tolerance,
                         _ => false,
@@ -466,7 +474,12 @@ impl EnvelopeSide {
     }
 
     /// The effective status when this response fits the envelope.
-    pub fn effective_status(&self, status: u16, content_type: &str, body: Option<&Value>) -> Option<u16> {
+    /// Whether `status` is one this side admits (cheap pre-check).
+    pub fn admits_status(&self, status: u16) -> bool {
+        self.status.is_empty() || self.status.contains(&status)
+    }
+
+    pub fn effective_status(&self, status: u16, content_type: &str, body: Option<&Json<'_>>) -> Option<u16> {
         if !self.status.is_empty() && !self.status.contains(&status) {
             return None;
         }
