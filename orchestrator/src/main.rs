@@ -5,6 +5,9 @@ use orchestrator::config::{Cli, Command, DEV_HS256_SECRET};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // One TLS crypto provider for every rustls user in the process (the JWKS
+    // client, NATS over TLS): ring, which pingora and async-nats use too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let config = cli.config;
     if let Some(Command::Token { tenant, ttl }) = &cli.command {

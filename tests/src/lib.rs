@@ -266,7 +266,7 @@ impl TestApp {
             tenant: unique("tenant-"),
             child,
             dir,
-            http: reqwest::Client::new(),
+            http: http_client(),
             logs,
             options,
         }
@@ -368,6 +368,13 @@ impl TestApp {
             .expect("exit within 30 s")
             .expect("wait")
     }
+}
+
+/// An HTTP client for tests (installs the process's rustls provider once:
+/// the workspace builds reqwest without a default one).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// A valid send body to a fictional UK number.

@@ -205,6 +205,9 @@ impl JwksSource {
             ),
             other => bail!("jwks_url scheme {other:?} is not supported"),
         }
+        // The workspace builds reqwest's rustls without a default provider
+        // (feature unification with `compare`); install ring, as main does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()
