@@ -123,14 +123,19 @@ async fn main() -> anyhow::Result<()> {
         messages: Arc::default(),
         idempotency: Arc::default(),
         nats,
-        counter: Arc::new(AtomicU32::new(u32::from_be_bytes([0, machine[0], machine[1], machine[2]]))),
+        counter: Arc::new(AtomicU32::new(u32::from_be_bytes([
+            0, machine[0], machine[1], machine[2],
+        ]))),
         machine,
     };
     let router = Router::new()
         .route("/v1/sms/send", post(send))
         .route("/v1/sms/bulk", post(bulk))
         .route("/v1/sms/{id}", get(status))
-        .route("/healthz", get(|| async { express(StatusCode::OK, &json!({"status": "ok"}), None) }))
+        .route(
+            "/healthz",
+            get(|| async { express(StatusCode::OK, &json!({"status": "ok"}), None) }),
+        )
         .fallback(|req: axum::extract::Request| async move {
             let message = format!("Cannot {} {}", req.method(), req.uri().path());
             nest_error(StatusCode::NOT_FOUND, json!(message))
@@ -159,7 +164,9 @@ fn express_bytes(status: StatusCode, bytes: Bytes, location: Option<&str>) -> Re
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{:x}-{:016x}\"", bytes.len(), fnv1a(&bytes))) {
+    if let Ok(etag) =
+        HeaderValue::from_str(&format!("W/\"{:x}-{:016x}\"", bytes.len(), fnv1a(&bytes)))
+    {
         headers.insert(header::ETAG, etag);
     }
     if let Some(location) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
@@ -205,7 +212,10 @@ impl App {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| nest_error(StatusCode::UNAUTHORIZED, json!("Unauthorized")))?;
@@ -215,7 +225,10 @@ impl App {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                nest_error(StatusCode::BAD_REQUEST, json!(["x-tenant-id should not be empty"]))
+                nest_error(
+                    StatusCode::BAD_REQUEST,
+                    json!(["x-tenant-id should not be empty"]),
+                )
             })?
             .to_owned();
         if let Some(secret) = &self.cli.jwt_hs256_secret {
@@ -225,13 +238,22 @@ impl App {
                 .verify_token::<Map<String, Value>>(token, None)
                 .map_err(|_| nest_error(StatusCode::UNAUTHORIZED, json!("Unauthorized")))?;
             if claims.custom.get("tenant_id").and_then(Value::as_str) != Some(tenant.as_str()) {
-                return Err(nest_error(StatusCode::FORBIDDEN, json!("Forbidden resource")));
+                return Err(nest_error(
+                    StatusCode::FORBIDDEN,
+                    json!("Forbidden resource"),
+                ));
             }
         }
         Ok(tenant)
     }
 
-    async fn publish(&self, tenant: &str, correlation_id: &str, message: &Map<String, Value>, body: &str) -> bool {
+    async fn publish(
+        &self,
+        tenant: &str,
+        correlation_id: &str,
+        message: &Map<String, Value>,
+        body: &str,
+    ) -> bool {
         let Some(nats) = &self.nats else {
             return false;
         };
@@ -268,7 +290,10 @@ impl App {
                 Err(_) => false,
             }
         } else {
-            nats.publish_with_headers(subject, headers, bytes).await.is_ok() && nats.flush().await.is_ok()
+            nats.publish_with_headers(subject, headers, bytes)
+                .await
+                .is_ok()
+                && nats.flush().await.is_ok()
         }
     }
 }
@@ -287,13 +312,22 @@ fn now() -> String {
 
 /// Validates one message like the gateway's class-validator DTO. `Err`:
 /// the constraint messages.
-fn validate(item: &Map<String, Value>, max_segments: u32) -> Result<(Map<String, Value>, String), Vec<String>> {
+fn validate(
+    item: &Map<String, Value>,
+    max_segments: u32,
+) -> Result<(Map<String, Value>, String), Vec<String>> {
     let mut errors = Vec::new();
     let text = |k: &str| item.get(k).and_then(Value::as_str);
     for key in item.keys() {
         if !matches!(
             key.as_str(),
-            "to" | "from" | "body" | "reference" | "callback_url" | "schedule_at" | "validity_period" | "metadata"
+            "to" | "from"
+                | "body"
+                | "reference"
+                | "callback_url"
+                | "schedule_at"
+                | "validity_period"
+                | "metadata"
         ) {
             errors.push(format!("property {key} should not exist"));
         }
@@ -322,11 +356,17 @@ fn validate(item: &Map<String, Value>, max_segments: u32) -> Result<(Map<String,
     view.insert("id".into(), Value::Null);
     view.insert("status".into(), json!("accepted"));
     view.insert("to".into(), json!(to.as_str()));
-    view.insert("from".into(), item.get("from").cloned().unwrap_or(Value::Null));
+    view.insert(
+        "from".into(),
+        item.get("from").cloned().unwrap_or(Value::Null),
+    );
     view.insert("encoding".into(), json!(body.encoding().as_str()));
     view.insert("segments".into(), json!(body.segments()));
     view.insert("created_at".into(), json!(now()));
-    view.insert("reference".into(), item.get("reference").cloned().unwrap_or(Value::Null));
+    view.insert(
+        "reference".into(),
+        item.get("reference").cloned().unwrap_or(Value::Null),
+    );
     for optional in ["callback_url", "schedule_at", "validity_period", "metadata"] {
         if let Some(v) = item.get(optional).filter(|v| !v.is_null()) {
             view.insert(optional.into(), v.clone());
@@ -338,7 +378,10 @@ fn validate(item: &Map<String, Value>, max_segments: u32) -> Result<(Map<String,
 fn parse_body(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(nest_error(StatusCode::BAD_REQUEST, json!(["body must be an object"]))),
+        Ok(_) => Err(nest_error(
+            StatusCode::BAD_REQUEST,
+            json!(["body must be an object"]),
+        )),
         Err(_) => Err(nest_error(
             StatusCode::BAD_REQUEST,
             json!("Unexpected token in JSON at position 0"),
@@ -362,7 +405,11 @@ impl App {
             .ok()?
             .get(&(tenant.to_owned(), route, key))
             .cloned()?;
-        Some(express_bytes(saved.status, saved.body, saved.location.as_deref()))
+        Some(express_bytes(
+            saved.status,
+            saved.body,
+            saved.location.as_deref(),
+        ))
     }
 
     fn save(&self, tenant: &str, route: &'static str, headers: &HeaderMap, saved: Saved) {
@@ -372,7 +419,13 @@ impl App {
     }
 
     /// Stores, publishes and (once published) queues one accepted message.
-    async fn accept(&self, tenant: &str, correlation: &str, mut view: Map<String, Value>, text: &str) -> Map<String, Value> {
+    async fn accept(
+        &self,
+        tenant: &str,
+        correlation: &str,
+        mut view: Map<String, Value>,
+        text: &str,
+    ) -> Map<String, Value> {
         let id = self.object_id();
         view.insert("id".into(), json!(id));
         let accepted_at = view.get("created_at").cloned().unwrap_or(Value::Null);
@@ -382,7 +435,9 @@ impl App {
                 Stored {
                     tenant: tenant.to_owned(),
                     view: view.clone(),
-                    history: vec![json!({"status": "accepted", "at": accepted_at, "error_code": null})],
+                    history: vec![
+                        json!({"status": "accepted", "at": accepted_at, "error_code": null}),
+                    ],
                 },
             );
         }
@@ -390,7 +445,9 @@ impl App {
             && let Ok(mut messages) = self.messages.lock()
             && let Some(stored) = messages.get_mut(&id)
         {
-            stored.history.push(json!({"status": "queued", "at": now(), "error_code": null}));
+            stored
+                .history
+                .push(json!({"status": "queued", "at": now(), "error_code": null}));
         }
         view
     }
@@ -413,8 +470,14 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
         Ok(v) => v,
         Err(errors) => return nest_error(StatusCode::BAD_REQUEST, json!(errors)),
     };
-    let view = app.accept(&tenant, &correlation_id(&headers), view, &text).await;
-    let id = view.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let view = app
+        .accept(&tenant, &correlation_id(&headers), view, &text)
+        .await;
+    let id = view
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let status = StatusCode::from_u16(app.cli.send_status).unwrap_or(StatusCode::CREATED);
     let location = format!("/v1/sms/{id}");
     let bytes = Bytes::from(Value::Object(view).to_string());
@@ -444,11 +507,25 @@ async fn bulk(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(items) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
-        return nest_error(StatusCode::BAD_REQUEST, json!(["messages must contain at least 1 elements"]));
+    let Some(items) = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
+        return nest_error(
+            StatusCode::BAD_REQUEST,
+            json!(["messages must contain at least 1 elements"]),
+        );
     };
-    let defaults = request.get("defaults").and_then(Value::as_object).cloned().unwrap_or_default();
-    let atomic = request.get("atomic").and_then(Value::as_bool).unwrap_or(false);
+    let defaults = request
+        .get("defaults")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let atomic = request
+        .get("atomic")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let correlation = correlation_id(&headers);
     let mut validated = Vec::with_capacity(items.len());
     for item in items {
@@ -462,7 +539,11 @@ async fn bulk(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
         let errors: Vec<String> = validated
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.as_ref().err().map(|e| format!("messages.{i}: {}", e.join(", "))))
+            .filter_map(|(i, r)| {
+                r.as_ref()
+                    .err()
+                    .map(|e| format!("messages.{i}: {}", e.join(", ")))
+            })
             .collect();
         return nest_error(StatusCode::BAD_REQUEST, json!(errors));
     }
@@ -484,7 +565,9 @@ async fn bulk(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
         }
     }
     let status = StatusCode::from_u16(app.cli.bulk_status).unwrap_or(StatusCode::CREATED);
-    let bytes = Bytes::from(json!({"accepted": accepted, "rejected": rejected, "results": results}).to_string());
+    let bytes = Bytes::from(
+        json!({"accepted": accepted, "rejected": rejected, "results": results}).to_string(),
+    );
     app.save(
         &tenant,
         "bulk",

@@ -1,0 +1,207 @@
+//! Id correlation: the legacy gateway and the orchestrator mint different
+//! message ids, so a mirrored `GET /v1/sms/{legacy id}` would always be a
+//! 404 on the shadow. The proxy learns `primary id → shadow id` from the
+//! send and bulk answers and rewrites the mirrored GET to the shadow's id.
+//!
+//! The map is bounded (oldest pairs go first) and every pair expires after
+//! its TTL. It lives behind a std `Mutex`: every operation is a hash lookup
+//! or insert, never held across an await.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use serde_json::Value;
+
+#[derive(Debug)]
+pub struct IdMap {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pairs: HashMap<String, (String, Instant)>,
+    /// Insertion order, for eviction: (primary id, inserted at).
+    order: VecDeque<(String, Instant)>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl IdMap {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                pairs: HashMap::new(),
+                order: VecDeque::new(),
+                ttl,
+                capacity: capacity.max(1),
+            }),
+        }
+    }
+
+    /// Applies reloaded limits (the pairs are kept).
+    pub fn configure(&self, ttl: Duration, capacity: usize) {
+        let mut inner = self.lock();
+        inner.ttl = ttl;
+        inner.capacity = capacity.max(1);
+        inner.evict(Instant::now());
+    }
+
+    pub fn insert(&self, primary: String, shadow: String) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.order.push_back((primary.clone(), now));
+        inner.pairs.insert(primary, (shadow, now));
+        inner.evict(now);
+    }
+
+    /// The shadow id paired with a primary id, if learned and not expired.
+    pub fn get(&self, primary: &str) -> Option<String> {
+        let inner = self.lock();
+        inner
+            .pairs
+            .get(primary)
+            .filter(|(_, at)| at.elapsed() < inner.ttl)
+            .map(|(shadow, _)| shadow.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves a consistent map (every
+        // operation completes its mutation before it can panic), so poison
+        // is ignored rather than spread to every request.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    fn evict(&mut self, now: Instant) {
+        while let Some((id, at)) = self.order.front() {
+            let expired = now.duration_since(*at) >= self.ttl;
+            if !expired && self.pairs.len() <= self.capacity {
+                break;
+            }
+            // Remove the pair only if this queue entry is its latest insert.
+            if self.pairs.get(id).is_some_and(|(_, t)| t == at) {
+                self.pairs.remove(id);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
+/// The id in `GET /v1/sms/{id}`, if this is a status read.
+pub fn status_read_id<'p>(method: &Method, path: &'p str) -> Option<&'p str> {
+    if *method != Method::GET && *method != Method::HEAD {
+        return None;
+    }
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let id = path.strip_prefix("/v1/sms/")?;
+    (!id.is_empty() && !id.contains('/') && id != "send" && id != "bulk").then_some(id)
+}
+
+/// `path` with the status-read id replaced (the query string kept).
+pub fn rewrite_status_path(path: &str, shadow_id: &str) -> String {
+    let (_, rest) = path.split_at(path.find(['?', '#']).unwrap_or(path.len()));
+    format!("/v1/sms/{shadow_id}{rest}")
+}
+
+/// Pairs of (primary id, shadow id) in a send or bulk answer pair.
+pub fn learned_pairs(route: &str, primary: &[u8], shadow: &[u8]) -> Vec<(String, String)> {
+    let (Ok(p), Ok(s)) = (
+        serde_json::from_slice::<Value>(primary),
+        serde_json::from_slice::<Value>(shadow),
+    ) else {
+        return Vec::new();
+    };
+    let id = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_owned);
+    match route {
+        "POST /v1/sms/send" => id(&p).zip(id(&s)).into_iter().collect(),
+        "POST /v1/sms/bulk" => {
+            // Items are paired by their `index` (both systems report one
+            // result per input item), falling back to array position.
+            let results = |v: &Value| -> Vec<(u64, String)> {
+                v.get("results")
+                    .and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(pos, item)| {
+                                let index = item
+                                    .get("index")
+                                    .and_then(Value::as_u64)
+                                    .unwrap_or(pos as u64);
+                                id(item).map(|id| (index, id))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let shadow: HashMap<u64, String> = results(&s).into_iter().collect();
+            results(&p)
+                .into_iter()
+                .filter_map(|(index, pid)| shadow.get(&index).map(|sid| (pid, sid.clone())))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reads_are_recognised_and_rewritten() {
+        assert_eq!(status_read_id(&Method::GET, "/v1/sms/abc?x=1"), Some("abc"));
+        assert_eq!(status_read_id(&Method::GET, "/v1/sms/send"), None);
+        assert_eq!(status_read_id(&Method::POST, "/v1/sms/abc"), None);
+        assert_eq!(
+            rewrite_status_path("/v1/sms/abc?x=1", "u-1"),
+            "/v1/sms/u-1?x=1"
+        );
+    }
+
+    #[test]
+    fn send_and_bulk_answers_teach_pairs() {
+        let pairs = learned_pairs("POST /v1/sms/send", br#"{"id":"p1"}"#, br#"{"id":"s1"}"#);
+        assert_eq!(pairs, vec![("p1".to_owned(), "s1".to_owned())]);
+        let pairs = learned_pairs(
+            "POST /v1/sms/bulk",
+            br#"{"results":[{"index":0,"id":"p0"},{"index":1,"error":{}},{"index":2,"id":"p2"}]}"#,
+            br#"{"results":[{"index":2,"id":"s2"},{"index":0,"id":"s0"}]}"#,
+        );
+        assert_eq!(
+            pairs,
+            vec![
+                ("p0".to_owned(), "s0".to_owned()),
+                ("p2".to_owned(), "s2".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_map_is_bounded_and_pairs_expire() {
+        let map = IdMap::new(Duration::from_secs(60), 2);
+        map.insert("a".into(), "1".into());
+        map.insert("b".into(), "2".into());
+        map.insert("c".into(), "3".into());
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.get("a"), None);
+        assert_eq!(map.get("c").as_deref(), Some("3"));
+        let map = IdMap::new(Duration::ZERO, 10);
+        map.insert("a".into(), "1".into());
+        assert_eq!(map.get("a"), None);
+    }
+}
