@@ -413,3 +413,95 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A private `nats-server -js` on a free port, for tests that stop NATS
+/// (never the machine's shared server).
+#[derive(Debug)]
+pub struct PrivateNats {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateNats {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut nats = Self {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        nats.resume().await;
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its JetStream store stays on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub async fn resume(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server installed (the test command installs it)");
+        self.child = Some(child);
+        let url = self.url();
+        let up = eventually(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move { async_nats::connect(url).await.ok().map(|_| ()) }
+        })
+        .await;
+        assert!(up.is_some(), "private nats-server did not start");
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every message on `subject` in `stream`, read with a fresh ordered
+/// consumer: `(Nats-Msg-Id, payload)` per delivery.
+pub async fn stream_messages(url: &str, stream: &str, subject: &str) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let client = async_nats::connect(url).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let Ok(stream) = js.get_stream(stream).await else {
+        return Vec::new();
+    };
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(500), messages.next()).await {
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        out.push((id, serde_json::from_slice(&m.payload).unwrap_or(Value::Null)));
+    }
+    out
+}
