@@ -103,11 +103,19 @@ pub struct Config {
     pub nats_create_stream: bool,
 
     /// Subject of delivery status events from the SMS workers.
-    #[arg(long, env = "NATS_STATUS_SUBJECT", default_value = "sms.outbound.status")]
+    #[arg(
+        long,
+        env = "NATS_STATUS_SUBJECT",
+        default_value = "sms.outbound.status"
+    )]
     pub nats_status_subject: String,
 
     /// Durable consumer name for status events.
-    #[arg(long, env = "NATS_STATUS_CONSUMER", default_value = "orchestrator-status")]
+    #[arg(
+        long,
+        env = "NATS_STATUS_CONSUMER",
+        default_value = "orchestrator-status"
+    )]
     pub nats_status_consumer: String,
 
     /// Where events go without NATS (embedded default).
@@ -157,7 +165,11 @@ pub struct Config {
     pub shadow_secret: Option<String>,
 
     /// Subject for shadow events; empty publishes shadow events nowhere.
-    #[arg(long, env = "SHADOW_SUBJECT", default_value = "shadow.sms.outbound.request")]
+    #[arg(
+        long,
+        env = "SHADOW_SUBJECT",
+        default_value = "shadow.sms.outbound.request"
+    )]
     pub shadow_subject: String,
 
     /// JWKS file with the token verification keys.
@@ -290,7 +302,9 @@ mod tests {
 
     #[test]
     fn dev_mode_is_refused_against_postgres() {
-        let mut c = Config::from_args(["orchestrator", "--dev", "--database-url", "postgres://x/y"]).unwrap();
+        let mut c =
+            Config::from_args(["orchestrator", "--dev", "--database-url", "postgres://x/y"])
+                .unwrap();
         assert!(c.apply_dev_mode().is_err());
         let mut c = Config::from_args(["orchestrator", "--dev"]).unwrap();
         c.apply_dev_mode().unwrap();
@@ -300,7 +314,8 @@ mod tests {
 
     #[test]
     fn aliases_default_to_thirty_days_after_the_cutover_date() {
-        let c = Config::from_args(["orchestrator", "--metrics-cutover-date", "2026-12-01"]).unwrap();
+        let c =
+            Config::from_args(["orchestrator", "--metrics-cutover-date", "2026-12-01"]).unwrap();
         assert_eq!(
             c.gateway_alias_until().unwrap().to_rfc3339(),
             "2026-12-31T00:00:00+00:00"

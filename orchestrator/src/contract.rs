@@ -160,7 +160,11 @@ mod tests {
         let c = Contract::embedded().unwrap();
         let body = json!({"to": "447700900123", "body": "", "colour": "red"});
         let v = c.violations(RequestSchema::Send, &body, "");
-        assert_eq!(pointers(&v), vec!["/body", "/colour", "/from", "/to"], "{v:?}");
+        assert_eq!(
+            pointers(&v),
+            vec!["/body", "/colour", "/from", "/to"],
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -177,7 +181,11 @@ mod tests {
         // Same body, two documents: only the constraint in the text differs.
         let body = json!({"to": "+447700900123", "from": "Acme", "body": "hello", "reference": "abcdefghij"});
         let original = Contract::embedded().unwrap();
-        assert!(original.violations(RequestSchema::Send, &body, "").is_empty());
+        assert!(
+            original
+                .violations(RequestSchema::Send, &body, "")
+                .is_empty()
+        );
 
         let mut doc: Value = serde_norway::from_str(OPENAPI_YAML).unwrap();
         let reference = doc

@@ -27,7 +27,8 @@ pub struct TenantSlot(pub std::sync::Arc<std::sync::OnceLock<String>>);
 
 fn usable(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?.trim();
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| s.to_owned())
 }
 
 /// Middleware over the API router: correlation id in, echoed out; one log

@@ -9,7 +9,8 @@ use crate::config::DEV_HS256_SECRET;
 pub const DEV_TENANT: &str = "acme";
 
 pub fn print_quickstart(api: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
-    let token = crate::auth::mint_dev_token(DEV_HS256_SECRET, DEV_TENANT, Duration::from_secs(3600))?;
+    let token =
+        crate::auth::mint_dev_token(DEV_HS256_SECRET, DEV_TENANT, Duration::from_secs(3600))?;
     eprintln!(
         r#"
 orchestrator dev mode: embedded SQLite, in-process idempotency cache, events in the JSONL file.

@@ -22,18 +22,18 @@
 //! [`routes`] (the API and admin routers), [`problem`] (every error as
 //! problem+json, from one place), [`metrics`], [`telemetry`], [`dev`].
 
-pub mod flag;
-pub mod correlation;
 pub mod auth;
-pub mod shadow;
 pub mod contract;
+pub mod correlation;
 pub mod domain;
-pub mod submit;
+pub mod flag;
 pub mod idempotency;
-pub mod store;
-pub mod relay;
-pub mod status_events;
 pub mod reaper;
+pub mod relay;
+pub mod shadow;
+pub mod status_events;
+pub mod store;
+pub mod submit;
 
 pub mod config;
 pub mod dev;

@@ -14,7 +14,10 @@ async fn main() -> anyhow::Result<()> {
         if !config.dev {
             anyhow::bail!("`token` mints dev tokens and runs only with --dev (DEV_MODE=true)");
         }
-        println!("{}", orchestrator::auth::mint_dev_token(DEV_HS256_SECRET, tenant, *ttl)?);
+        println!(
+            "{}",
+            orchestrator::auth::mint_dev_token(DEV_HS256_SECRET, tenant, *ttl)?
+        );
         return Ok(());
     }
     orchestrator::telemetry::init(&config.log_format);

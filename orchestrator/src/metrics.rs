@@ -24,13 +24,22 @@ use prometheus::{
 /// NestJS gateway with `@willsoto/nestjs-prometheus` and our interceptors
 /// exported, and the ones the cutover dashboards read.
 pub const GATEWAY_ALIASES: &[(&str, &str)] = &[
-    ("gateway_http_requests_total", "orchestrator_http_requests_total"),
+    (
+        "gateway_http_requests_total",
+        "orchestrator_http_requests_total",
+    ),
     (
         "gateway_http_request_duration_seconds",
         "orchestrator_http_request_duration_seconds",
     ),
-    ("gateway_sms_submitted_total", "orchestrator_messages_accepted_total"),
-    ("gateway_sms_segments_total", "orchestrator_message_segments_total"),
+    (
+        "gateway_sms_submitted_total",
+        "orchestrator_messages_accepted_total",
+    ),
+    (
+        "gateway_sms_segments_total",
+        "orchestrator_message_segments_total",
+    ),
     (
         "gateway_validation_errors_total",
         "orchestrator_validation_failures_total",
@@ -39,8 +48,14 @@ pub const GATEWAY_ALIASES: &[(&str, &str)] = &[
         "gateway_idempotency_requests_total",
         "orchestrator_idempotency_outcomes_total",
     ),
-    ("gateway_auth_failures_total", "orchestrator_auth_failures_total"),
-    ("gateway_nats_published_total", "orchestrator_published_total"),
+    (
+        "gateway_auth_failures_total",
+        "orchestrator_auth_failures_total",
+    ),
+    (
+        "gateway_nats_published_total",
+        "orchestrator_published_total",
+    ),
     (
         "gateway_nats_publish_failures_total",
         "orchestrator_publish_failures_total",
@@ -318,8 +333,14 @@ mod tests {
 
         let text = String::from_utf8(m.render()).unwrap();
         let line = r#"{method="POST",route="/v1/sms/send",status_class="2xx",traffic="live"} 3"#;
-        assert!(text.contains(&format!("orchestrator_http_requests_total{line}")), "{text}");
-        assert!(text.contains(&format!("gateway_http_requests_total{line}")), "{text}");
+        assert!(
+            text.contains(&format!("orchestrator_http_requests_total{line}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("gateway_http_requests_total{line}")),
+            "{text}"
+        );
 
         now.store(2_000, Ordering::SeqCst);
         let text = String::from_utf8(m.render()).unwrap();

@@ -91,7 +91,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Validation(_) | MalformedJson(_) | TenantHeaderMissing | IdempotencyKeyInvalid(_)
+            Validation(_)
+            | MalformedJson(_)
+            | TenantHeaderMissing
+            | IdempotencyKeyInvalid(_)
             | IdempotencyKeyMissing => StatusCode::BAD_REQUEST,
             InvalidToken => StatusCode::UNAUTHORIZED,
             TenantMismatch | ShadowCredentialInvalid => StatusCode::FORBIDDEN,
@@ -187,9 +190,7 @@ impl ApiError {
                 )],
             ),
             IdempotencyKeyReused => (
-                Some(
-                    "this Idempotency-Key was used for a different request; use a new key".into(),
-                ),
+                Some("this Idempotency-Key was used for a different request; use a new key".into()),
                 Vec::new(),
             ),
             IdempotencyKeyInFlight { .. } => (
@@ -212,7 +213,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::Unexpected(e) => tracing::error!(error = %format!("{e:#}"), "unexpected error"),
+            ApiError::Unexpected(e) => {
+                tracing::error!(error = %format!("{e:#}"), "unexpected error")
+            }
             ApiError::StorageUnavailable(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "storage unavailable")
             }

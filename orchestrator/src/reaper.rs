@@ -50,7 +50,9 @@ pub async fn run(store: Store, config: Config, metrics: Metrics, shutdown: Cance
         match reap_once(&store, &config, &metrics).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "reaped expired rows"),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "reaper failed; next round retries"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reaper failed; next round retries")
+            }
         }
     }
 }

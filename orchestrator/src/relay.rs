@@ -62,7 +62,7 @@ impl SinkHealth {
 pub enum EventSink {
     Nats {
         client: async_nats::Client,
-        js: jetstream::Context,
+        js: Box<jetstream::Context>,
     },
     File(Arc<Mutex<tokio::fs::File>>, PathBuf),
 }
@@ -129,7 +129,10 @@ impl EventSink {
                     .ack_timeout(ACK_TIMEOUT)
                     .build(client.clone());
                 Ok((
-                    Self::Nats { client, js },
+                    Self::Nats {
+                        client,
+                        js: Box::new(js),
+                    },
                     SinkHealth {
                         connected,
                         kind: "nats",
@@ -164,7 +167,7 @@ impl EventSink {
     /// The NATS client, for the status consumer.
     pub fn nats(&self) -> Option<(&async_nats::Client, &jetstream::Context)> {
         match self {
-            EventSink::Nats { client, js } => Some((client, js)),
+            EventSink::Nats { client, js } => Some((client, js.as_ref())),
             EventSink::File(..) => None,
         }
     }
@@ -411,9 +414,13 @@ impl Relay {
                 let delay = backoff(u32::try_from(attempts).unwrap_or(1));
                 let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis(), "publishing failed; backing off");
-                let published: std::collections::HashSet<i64> = done.iter().map(|(id, _)| *id).collect();
+                let published: std::collections::HashSet<i64> =
+                    done.iter().map(|(id, _)| *id).collect();
                 for row in rows.iter().filter(|r| !published.contains(&r.id)) {
-                    let _ = self.store.mark_failed(row.id, retry_at, &e.to_string()).await;
+                    let _ = self
+                        .store
+                        .mark_failed(row.id, retry_at, &e.to_string())
+                        .await;
                 }
                 Err(delay)
             }
@@ -461,8 +468,14 @@ mod tests {
         assert!(subject_matches("sms.outbound.>", "sms.outbound.request"));
         assert!(subject_matches("sms.*.request", "sms.outbound.request"));
         assert!(!subject_matches("sms.outbound.>", "sms.outbound"));
-        assert!(!subject_matches("sms.outbound.request", "sms.outbound.status"));
-        assert!(subject_matches("sms.outbound.request", "sms.outbound.request"));
+        assert!(!subject_matches(
+            "sms.outbound.request",
+            "sms.outbound.status"
+        ));
+        assert!(subject_matches(
+            "sms.outbound.request",
+            "sms.outbound.request"
+        ));
     }
 
     #[test]

@@ -49,7 +49,10 @@ pub fn admin(app: AppState) -> Router {
 
 fn probes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
 }
 
@@ -114,4 +117,3 @@ async fn method_not_allowed_as_problem(req: Request, next: Next) -> Response {
     }
     problem
 }
-

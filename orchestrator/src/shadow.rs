@@ -76,7 +76,10 @@ mod tests {
     fn marked_with_the_credential_is_shadow() {
         let h = headers(&[("x-shadow-request", "1"), ("x-shadow-credential", "s3cret")]);
         assert!(classify(&h, Some("s3cret")).unwrap());
-        let h = headers(&[("host", "sms.example.com-shadow:8080"), ("x-shadow-credential", "s3cret")]);
+        let h = headers(&[
+            ("host", "sms.example.com-shadow:8080"),
+            ("x-shadow-credential", "s3cret"),
+        ]);
         assert!(classify(&h, Some("s3cret")).unwrap());
     }
 
@@ -91,7 +94,10 @@ mod tests {
                 classify(&h, Some("s3cret")),
                 Err(ApiError::ShadowCredentialInvalid)
             ));
-            assert!(matches!(classify(&h, None), Err(ApiError::ShadowCredentialInvalid)));
+            assert!(matches!(
+                classify(&h, None),
+                Err(ApiError::ShadowCredentialInvalid)
+            ));
         }
     }
 }

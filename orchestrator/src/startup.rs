@@ -57,7 +57,10 @@ pub async fn build(mut config: Config) -> anyhow::Result<Application> {
 }
 
 /// [`build`] with an injected clock for the metric alias cut-off.
-pub async fn build_with_clock(config: Config, clock: metrics::Clock) -> anyhow::Result<Application> {
+pub async fn build_with_clock(
+    config: Config,
+    clock: metrics::Clock,
+) -> anyhow::Result<Application> {
     let metrics = Metrics::new(config.gateway_alias_until(), clock);
     let contract = Contract::embedded()?;
     let store = Store::connect(&config).await?;
@@ -69,10 +72,10 @@ pub async fn build_with_clock(config: Config, clock: metrics::Clock) -> anyhow::
     )?;
     let auth = Authenticator::new(auth_settings(&config)).await?;
     let mut enabled = config.submit_api_enabled;
-    if let Some(path) = &config.flags_file {
-        if let Some(on) = crate::flag::read_flag(path)? {
-            enabled = on;
-        }
+    if let Some(path) = &config.flags_file
+        && let Some(on) = crate::flag::read_flag(path)?
+    {
+        enabled = on;
     }
     let flag = SubmitFlag::new(enabled, metrics.clone());
     if let Some(path) = &config.flags_file {
@@ -82,7 +85,9 @@ pub async fn build_with_clock(config: Config, clock: metrics::Clock) -> anyhow::
     let api = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin_listen).await?;
     if config.gateway_alias_until().is_none() {
-        tracing::warn!("no METRICS_CUTOVER_DATE or METRICS_GATEWAY_ALIAS_UNTIL: gateway_* aliases stay on");
+        tracing::warn!(
+            "no METRICS_CUTOVER_DATE or METRICS_GATEWAY_ALIAS_UNTIL: gateway_* aliases stay on"
+        );
     }
     let state = AppState::new(Shared {
         config,
@@ -105,11 +110,15 @@ pub async fn build_with_clock(config: Config, clock: metrics::Clock) -> anyhow::
 
 impl Application {
     pub fn api_addr(&self) -> SocketAddr {
-        self.api.local_addr().expect("bound listener has an address")
+        self.api
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -117,7 +126,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let state = self.state;
         let relay = Relay {
@@ -158,8 +170,8 @@ impl Application {
             tracing::info!("shutdown requested; draining in-flight requests");
             drain_signal.cancel();
         });
-        let api = axum::serve(self.api, crate::routes::api(state.clone()))
-            .with_graceful_shutdown({
+        let api =
+            axum::serve(self.api, crate::routes::api(state.clone())).with_graceful_shutdown({
                 let d = draining.clone();
                 async move { d.cancelled().await }
             });

@@ -35,7 +35,10 @@ pub fn nats_url() -> String {
 
 /// A short random id for names.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Path of a workspace binary next to the running test executable
@@ -297,7 +300,9 @@ impl TestApp {
 
     /// `POST /v1/sms/send` with an optional Idempotency-Key.
     pub async fn send(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
-        let mut r = self.request(reqwest::Method::POST, "/v1/sms/send").json(body);
+        let mut r = self
+            .request(reqwest::Method::POST, "/v1/sms/send")
+            .json(body);
         if let Some(k) = key {
             r = r.header("Idempotency-Key", k);
         }
@@ -306,7 +311,9 @@ impl TestApp {
 
     /// `POST /v1/sms/bulk` with an optional Idempotency-Key.
     pub async fn bulk(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
-        let mut r = self.request(reqwest::Method::POST, "/v1/sms/bulk").json(body);
+        let mut r = self
+            .request(reqwest::Method::POST, "/v1/sms/bulk")
+            .json(body);
         if let Some(k) = key {
             r = r.header("Idempotency-Key", k);
         }
@@ -453,7 +460,14 @@ impl PrivateNats {
     /// Starts it again on the same port and store.
     pub async fn resume(&mut self) {
         let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -494,14 +508,19 @@ pub async fn stream_messages(url: &str, stream: &str, subject: &str) -> Vec<(Str
         .expect("ordered consumer");
     let mut messages = consumer.messages().await.expect("messages");
     let mut out = Vec::new();
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(500), messages.next()).await {
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout(Duration::from_millis(500), messages.next()).await
+    {
         let id = m
             .headers
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
             .map(|v| v.to_string())
             .unwrap_or_default();
-        out.push((id, serde_json::from_slice(&m.payload).unwrap_or(Value::Null)));
+        out.push((
+            id,
+            serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
+        ));
     }
     out
 }

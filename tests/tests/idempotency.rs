@@ -53,14 +53,25 @@ async fn a_replay_returns_the_identical_answer_and_stores_nothing_new() {
 
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 1);
     assert_eq!(count(&db, "SELECT count(*) FROM orch.outbox").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM orch.idempotency_keys").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM orch.idempotency_keys").await,
+        1
+    );
 
     // The fast path holds the completed record under the documented key, for the key's TTL.
     let mut r = redis().await;
     let key = format!("orch:submit-idem:{}:send:key-1", app.tenant);
-    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut r).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut r)
+        .await
+        .unwrap();
     assert!(ttl > 47 * 3600 * 1000, "ttl {ttl}");
-    assert!(app.metric(r#"orchestrator_idempotency_outcomes_total{outcome="replayed"}"#).await >= 1.0);
+    assert!(
+        app.metric(r#"orchestrator_idempotency_outcomes_total{outcome="replayed"}"#)
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -90,7 +101,10 @@ async fn the_same_key_with_another_body_is_a_422_and_stores_nothing() {
     let r = app.send(&send_body("second"), Some("key-2")).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let p: Value = r.json().await.unwrap();
-    assert_eq!(p["type"], "urn:sms-orchestrator:problem:idempotency-key-reused");
+    assert_eq!(
+        p["type"],
+        "urn:sms-orchestrator:problem:idempotency-key-reused"
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 1);
     // Also when the cache is gone and Postgres decides.
     let mut c = redis().await;
@@ -123,7 +137,10 @@ async fn a_key_in_flight_is_a_409_with_retry_after() {
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(res.headers()["retry-after"], "1");
     let p: Value = res.json().await.unwrap();
-    assert_eq!(p["type"], "urn:sms-orchestrator:problem:idempotency-key-in-flight");
+    assert_eq!(
+        p["type"],
+        "urn:sms-orchestrator:problem:idempotency-key-in-flight"
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 0);
 }
 
@@ -181,10 +198,16 @@ async fn an_invalid_or_missing_required_key_is_a_400() {
     let r = app.send(&send_body("x"), None).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let p: Value = r.json().await.unwrap();
-    assert_eq!(p["type"], "urn:sms-orchestrator:problem:idempotency-key-missing");
+    assert_eq!(
+        p["type"],
+        "urn:sms-orchestrator:problem:idempotency-key-missing"
+    );
     let r = app.send(&send_body("x"), Some(&"k".repeat(256))).await;
     let p: Value = r.json().await.unwrap();
-    assert_eq!(p["type"], "urn:sms-orchestrator:problem:idempotency-key-invalid");
+    assert_eq!(
+        p["type"],
+        "urn:sms-orchestrator:problem:idempotency-key-invalid"
+    );
     assert_eq!(p["errors"][0]["pointer"], "header:Idempotency-Key");
     let r = app.send(&send_body("x"), Some("has space")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -273,12 +296,16 @@ async fn the_embedded_default_has_the_same_semantics() {
     let results = futures::future::join_all((0..50).map(|_| app.send(&body, Some("e-2")))).await;
     let originals = results
         .iter()
-        .filter(|r| r.status() == StatusCode::ACCEPTED && !r.headers().contains_key("idempotent-replayed"))
+        .filter(|r| {
+            r.status() == StatusCode::ACCEPTED && !r.headers().contains_key("idempotent-replayed")
+        })
         .count();
     assert_eq!(originals, 1);
-    assert!(results
-        .iter()
-        .all(|r| r.status() == StatusCode::ACCEPTED || r.status() == StatusCode::CONFLICT));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.status() == StatusCode::ACCEPTED || r.status() == StatusCode::CONFLICT)
+    );
 }
 
 #[tokio::test]
@@ -290,7 +317,12 @@ async fn after_the_ttl_a_key_is_new_again_and_the_reaper_removes_rows() {
         &["--idempotency-ttl=1s", "--reaper-interval=200ms"],
     )
     .await;
-    let first: Value = app.send(&send_body("ttl"), Some("ttl-key")).await.json().await.unwrap();
+    let first: Value = app
+        .send(&send_body("ttl"), Some("ttl-key"))
+        .await
+        .json()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let second = app.send(&send_body("ttl"), Some("ttl-key")).await;
     assert_eq!(second.status(), StatusCode::ACCEPTED);
@@ -302,7 +334,11 @@ async fn after_the_ttl_a_key_is_new_again_and_the_reaper_removes_rows() {
     })
     .await;
     assert!(reaped.is_some(), "reaper removed the expired rows");
-    assert!(app.metric(r#"orchestrator_reaped_rows_total{table="idempotency_keys"}"#).await >= 1.0);
+    assert!(
+        app.metric(r#"orchestrator_reaped_rows_total{table="idempotency_keys"}"#)
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -346,7 +382,11 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
         let mut r = r.clone();
         let marker = marker.clone();
         async move {
-            let v: Option<String> = redis::cmd("GET").arg(&marker).query_async(&mut r).await.ok()?;
+            let v: Option<String> = redis::cmd("GET")
+                .arg(&marker)
+                .query_async(&mut r)
+                .await
+                .ok()?;
             v.filter(|v| v.contains("in_flight"))
         }
     })
@@ -356,7 +396,10 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
     assert!(pending.await.unwrap().is_err(), "the client saw the crash");
     blocker.rollback().await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM orch.idempotency_keys").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM orch.idempotency_keys").await,
+        0
+    );
 
     let restarted = TestApp::spawn(Options {
         database_url: Some(db.url.clone()),
@@ -379,5 +422,9 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
     .await;
     assert!(ok.is_some(), "retry accepted after the lock TTL");
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 1);
-    let _: () = redis::cmd("DEL").arg(&marker).query_async(&mut r).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&marker)
+        .query_async(&mut r)
+        .await
+        .unwrap();
 }

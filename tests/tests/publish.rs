@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 fn event_schema() -> jsonschema::Validator {
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/sms.outbound.request.v1.json"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../contracts/sms.outbound.request.v1.json"),
     )
     .unwrap();
     jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
@@ -52,7 +53,10 @@ fn assert_exactly_once(messages: &[(String, Value)], accepted: &HashSet<String>)
     let ids: HashSet<&String> = messages.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), messages.len(), "no duplicate deliveries");
     let published: HashSet<String> = messages.iter().map(|(id, _)| id.clone()).collect();
-    assert_eq!(&published, accepted, "every accepted message published, nothing else");
+    assert_eq!(
+        &published, accepted,
+        "every accepted message published, nothing else"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +72,10 @@ async fn each_accepted_message_is_published_once_with_a_valid_payload_and_header
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let messages = await_published(&nats, &nats.subject(), 1).await;
     let schema = event_schema();
@@ -91,7 +98,10 @@ async fn each_accepted_message_is_published_once_with_a_valid_payload_and_header
         .unwrap();
     let headers = raw.headers;
     assert_eq!(headers.get("X-Tenant-Id").unwrap().as_str(), app.tenant);
-    assert_eq!(headers.get("X-Correlation-ID").unwrap().as_str(), "corr-123");
+    assert_eq!(
+        headers.get("X-Correlation-ID").unwrap().as_str(),
+        "corr-123"
+    );
 
     // After the PubAck the message is queued.
     let queued = eventually(Duration::from_secs(5), || async {
@@ -118,7 +128,10 @@ async fn a_bulk_of_1000_publishes_1000_events() {
         .map(|i| json!({"to": format!("+4477009{i:05}")}))
         .collect();
     let r = app
-        .bulk(&json!({"defaults": {"from": "Acme", "body": "bulk"}, "messages": items}), None)
+        .bulk(
+            &json!({"defaults": {"from": "Acme", "body": "bulk"}, "messages": items}),
+            None,
+        )
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let body: Value = r.json().await.unwrap();
@@ -139,8 +152,17 @@ async fn submit(app: &TestApp, n: usize, tag: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
     for i in 0..n {
         let r = app.send(&send_body(&format!("{tag} {i}")), None).await;
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "a 202 even while NATS is down");
-        ids.insert(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        assert_eq!(
+            r.status(),
+            StatusCode::ACCEPTED,
+            "a 202 even while NATS is down"
+        );
+        ids.insert(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     ids
 }
@@ -161,7 +183,10 @@ async fn a_nats_outage_loses_nothing_and_duplicates_nothing() {
             .fetch_one(&db.pool().await)
             .await
             .unwrap();
-    assert!(pending >= 1, "the outbox holds the messages while NATS is down");
+    assert!(
+        pending >= 1,
+        "the outbox holds the messages while NATS is down"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.resume().await;
     accepted.extend(submit(&app, 10, "after").await);
@@ -189,7 +214,12 @@ async fn a_relay_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
     let items: Vec<Value> = (0..500)
         .map(|i| json!({"to": format!("+4477009{i:05}"), "from": "Acme", "body": "kill"}))
         .collect();
-    let body: Value = app.bulk(&json!({"messages": items}), None).await.json().await.unwrap();
+    let body: Value = app
+        .bulk(&json!({"messages": items}), None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let accepted: HashSet<String> = body["results"]
         .as_array()
         .unwrap()
@@ -209,14 +239,22 @@ async fn two_replicas_relaying_at_once_never_double_publish() {
     let nats = NatsNames::fresh();
     let a = TestApp::spawn(options(&db, &nats)).await;
     let b = TestApp::spawn(options(&db, &nats)).await;
-    let b = TestApp { tenant: a.tenant.clone(), ..b };
+    let b = TestApp {
+        tenant: a.tenant.clone(),
+        ..b
+    };
     let mut accepted = HashSet::new();
     for round in 0..10 {
         let app = if round % 2 == 0 { &a } else { &b };
         let items: Vec<Value> = (0..50)
             .map(|i| json!({"to": format!("+44770090{round:02}{i:02}"), "from": "Acme", "body": "two"}))
             .collect();
-        let body: Value = app.bulk(&json!({"messages": items}), None).await.json().await.unwrap();
+        let body: Value = app
+            .bulk(&json!({"messages": items}), None)
+            .await
+            .json()
+            .await
+            .unwrap();
         accepted.extend(
             body["results"]
                 .as_array()
@@ -228,8 +266,12 @@ async fn two_replicas_relaying_at_once_never_double_publish() {
     let messages = settled(&nats, 500).await;
     assert_exactly_once(&messages, &accepted);
     // Both relays did work (woken by LISTEN/NOTIFY or their own commits).
-    let published_a = a.metric(r#"orchestrator_published_total{kind="real"}"#).await;
-    let published_b = b.metric(r#"orchestrator_published_total{kind="real"}"#).await;
+    let published_a = a
+        .metric(r#"orchestrator_published_total{kind="real"}"#)
+        .await;
+    let published_b = b
+        .metric(r#"orchestrator_published_total{kind="real"}"#)
+        .await;
     assert_eq!(published_a + published_b, 500.0);
 }
 
@@ -238,7 +280,12 @@ async fn status_events_are_applied_in_order_tolerantly_and_idempotently() {
     let db = TestDatabase::create().await;
     let nats = NatsNames::fresh();
     let app = TestApp::spawn(options(&db, &nats)).await;
-    let id = app.send(&send_body("status"), None).await.json::<Value>().await.unwrap()["id"]
+    let id = app
+        .send(&send_body("status"), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -248,8 +295,8 @@ async fn status_events_are_applied_in_order_tolerantly_and_idempotently() {
     let at = |s: i64| (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339();
     for event in [
         json!({"id": id, "status": "delivered", "at": at(2)}),
-        json!({"id": id, "status": "sent", "at": at(1)}),          // late, out of order
-        json!({"id": id, "status": "delivered", "at": at(2)}),     // duplicate
+        json!({"id": id, "status": "sent", "at": at(1)}), // late, out of order
+        json!({"id": id, "status": "delivered", "at": at(2)}), // duplicate
         json!({"id": id, "status": "failed", "at": at(3), "error_code": "E1"}), // after terminal
         json!({"id": uuid::Uuid::now_v7(), "status": "sent", "at": at(1)}), // unknown id
         json!("not an event"),
@@ -261,8 +308,12 @@ async fn status_events_are_applied_in_order_tolerantly_and_idempotently() {
             .unwrap();
     }
     let done = eventually(Duration::from_secs(10), || async {
-        let unknown = app.metric(r#"orchestrator_status_events_total{outcome="unknown_id"}"#).await;
-        let invalid = app.metric(r#"orchestrator_status_events_total{outcome="invalid"}"#).await;
+        let unknown = app
+            .metric(r#"orchestrator_status_events_total{outcome="unknown_id"}"#)
+            .await;
+        let invalid = app
+            .metric(r#"orchestrator_status_events_total{outcome="invalid"}"#)
+            .await;
         (unknown >= 1.0 && invalid >= 1.0).then_some(())
     })
     .await;
@@ -275,13 +326,18 @@ async fn status_events_are_applied_in_order_tolerantly_and_idempotently() {
         .iter()
         .map(|h| h["status"].as_str().unwrap())
         .collect();
-    assert_eq!(history, vec!["accepted", "queued", "sent", "delivered", "failed"]);
     assert_eq!(
-        app.metric(r#"orchestrator_status_events_total{outcome="duplicate"}"#).await,
+        history,
+        vec!["accepted", "queued", "sent", "delivered", "failed"]
+    );
+    assert_eq!(
+        app.metric(r#"orchestrator_status_events_total{outcome="duplicate"}"#)
+            .await,
         1.0
     );
     assert_eq!(
-        app.metric(r#"orchestrator_status_events_total{outcome="applied"}"#).await,
+        app.metric(r#"orchestrator_status_events_total{outcome="applied"}"#)
+            .await,
         1.0
     );
 }
@@ -300,7 +356,10 @@ async fn shadow_traffic_never_reaches_the_real_subject() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let shadow_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let shadow_id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let shadow = await_published(&nats, &nats.shadow_subject(), 1).await;
     assert_eq!(shadow[0].0, shadow_id);
     // A live message afterwards proves the relay ran past the shadow row.
@@ -312,7 +371,10 @@ async fn shadow_traffic_never_reaches_the_real_subject() {
     // The shadow message is not visible to live reads, and not counted as accepted.
     assert_eq!(app.get(&shadow_id).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.metric(r#"orchestrator_messages_accepted_total{encoding="GSM-7",route="/v1/sms/send"}"#).await,
+        app.metric(
+            r#"orchestrator_messages_accepted_total{encoding="GSM-7",route="/v1/sms/send"}"#
+        )
+        .await,
         1.0
     );
     // Envoy's Host suffix marks shadow traffic too.
@@ -337,14 +399,22 @@ async fn shadow_traffic_never_reaches_the_real_subject() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let p: Value = r.json().await.unwrap();
-    assert_eq!(p["type"], "urn:sms-orchestrator:problem:shadow-credential-invalid");
+    assert_eq!(
+        p["type"],
+        "urn:sms-orchestrator:problem:shadow-credential-invalid"
+    );
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orch.messages")
         .fetch_one(&db.pool().await)
         .await
         .unwrap();
     assert_eq!(n, 3);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(stream_messages(&nats.url, &nats.stream, &nats.subject()).await.len(), 1);
+    assert_eq!(
+        stream_messages(&nats.url, &nats.stream, &nats.subject())
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

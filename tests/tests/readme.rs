@@ -62,7 +62,10 @@ async fn the_readme_run_command_ends_in_an_accepted_sms_that_get_shows() {
     let program = parts.next().unwrap();
     let mut args: Vec<String> = parts.map(str::to_owned).collect();
     // Run from a scratch directory so data/ lands there, not in the repo.
-    args.insert(1, format!("--manifest-path={}", repo().join("Cargo.toml").display()));
+    args.insert(
+        1,
+        format!("--manifest-path={}", repo().join("Cargo.toml").display()),
+    );
     args.insert(1, "-q".into());
     let mut child = tokio::process::Command::new(program)
         .args(&args)
@@ -120,7 +123,11 @@ async fn the_readme_run_command_ends_in_an_accepted_sms_that_get_shows() {
         .expect("a printed GET curl")
         .trim()
         .replace("<id>", id);
-    let out = std::process::Command::new("sh").arg("-c").arg(&get).output().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&get)
+        .output()
+        .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("GET answers JSON");
     assert_eq!(body["id"], id);
     assert_eq!(body["to"], "+447700900123");

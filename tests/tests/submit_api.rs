@@ -31,7 +31,10 @@ async fn accepted_then_read_back(app: &TestApp) {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(location, format!("/v1/sms/{}", body["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/v1/sms/{}", body["id"].as_str().unwrap())
+    );
     assert_eq!(body["status"], "accepted");
     assert_eq!(body["encoding"], "GSM-7");
     assert_eq!(body["segments"], 1);
@@ -75,13 +78,19 @@ async fn a_message_is_accepted_and_read_back_on_postgres() {
 async fn three_errors_are_reported_as_three_violations_with_pointers() {
     let app = TestApp::embedded().await;
     let r = app
-        .send(&json!({"to": "447700900123", "body": "", "from": "Acme"}), None)
+        .send(
+            &json!({"to": "447700900123", "body": "", "from": "Acme"}),
+            None,
+        )
         .await;
     let p = problem(r, StatusCode::BAD_REQUEST, "validation-failed").await;
     assert_eq!(pointers(&p), vec!["/body", "/to"]);
 
     let r = app
-        .send(&json!({"to": "+0447", "from": "Acme!", "body": "x", "extra": 1}), None)
+        .send(
+            &json!({"to": "+0447", "from": "Acme!", "body": "x", "extra": 1}),
+            None,
+        )
         .await;
     let p = problem(r, StatusCode::BAD_REQUEST, "validation-failed").await;
     assert_eq!(pointers(&p), vec!["/extra", "/from", "/to"]);
@@ -96,20 +105,62 @@ async fn every_validation_rule_has_its_pointer() {
         (json!({"from": "Acme", "body": "x"}), "/to"),
         (json!({"to": "+447700900123", "body": "x"}), "/from"),
         (json!({"to": "+447700900123", "from": "Acme"}), "/body"),
-        (json!({"to": "+4477009001234567", "from": "Acme", "body": "x"}), "/to"),
-        (json!({"to": "+447700900123", "from": "TooLongSender", "body": "x"}), "/from"),
-        (json!({"to": "+447700900123", "from": "12", "body": "x"}), "/from"),
-        (json!({"to": "+447700900123", "from": "Acme!", "body": "x"}), "/from"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1601)}), "/body"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1531)}), "/body"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "reference": ""}), "/reference"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "callback_url": "http://a.example"}), "/callback_url"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": past}), "/schedule_at"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": far}), "/schedule_at"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": "tomorrow"}), "/schedule_at"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "validity_period": 10}), "/validity_period"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "metadata": {"k": 1}}), "/metadata/k"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "unknown": true}), "/unknown"),
+        (
+            json!({"to": "+4477009001234567", "from": "Acme", "body": "x"}),
+            "/to",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "TooLongSender", "body": "x"}),
+            "/from",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "12", "body": "x"}),
+            "/from",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme!", "body": "x"}),
+            "/from",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1601)}),
+            "/body",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1531)}),
+            "/body",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "reference": ""}),
+            "/reference",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "callback_url": "http://a.example"}),
+            "/callback_url",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": past}),
+            "/schedule_at",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": far}),
+            "/schedule_at",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": "tomorrow"}),
+            "/schedule_at",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "validity_period": 10}),
+            "/validity_period",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "metadata": {"k": 1}}),
+            "/metadata/k",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "unknown": true}),
+            "/unknown",
+        ),
     ];
     for (body, pointer) in cases {
         let r = app.send(&body, None).await;
@@ -216,9 +267,7 @@ async fn bulk_over_the_item_limit_is_rejected() {
     let p = problem(r, StatusCode::BAD_REQUEST, "validation-failed").await;
     assert_eq!(pointers(&p), vec!["/messages"]);
 
-    let items: Vec<Value> = (0..1001)
-        .map(|_| json!({"to": "+447700900001"}))
-        .collect();
+    let items: Vec<Value> = (0..1001).map(|_| json!({"to": "+447700900001"})).collect();
     let r = app.bulk(&json!({"messages": items}), None).await;
     let p = problem(r, StatusCode::BAD_REQUEST, "validation-failed").await;
     assert_eq!(pointers(&p), vec!["/messages"]);
@@ -270,11 +319,25 @@ async fn with_the_flag_off_the_routes_are_404_but_health_stays_up() {
     problem(r, StatusCode::NOT_FOUND, "submit-api-disabled").await;
     let r = app.get(&uuid::Uuid::now_v7().to_string()).await;
     problem(r, StatusCode::NOT_FOUND, "submit-api-disabled").await;
-    let health = app.http.get(format!("{}/healthz", app.api)).send().await.unwrap();
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = app.http.get(format!("{}/readyz", app.admin)).send().await.unwrap();
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    assert!(app.metrics().await.contains("orchestrator_submit_api_enabled 0"));
+    assert!(
+        app.metrics()
+            .await
+            .contains("orchestrator_submit_api_enabled 0")
+    );
 }
 
 #[tokio::test]
@@ -340,7 +403,12 @@ async fn wrong_content_type_is_a_415() {
         .send()
         .await
         .unwrap();
-    problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
+    problem(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -375,9 +443,17 @@ async fn bodies_over_the_limit_are_a_413_with_separate_send_and_bulk_limits() {
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     let app = TestApp::embedded().await;
-    let r = app.request(Method::GET, "/v2/nothing").send().await.unwrap();
+    let r = app
+        .request(Method::GET, "/v2/nothing")
+        .send()
+        .await
+        .unwrap();
     problem(r, StatusCode::NOT_FOUND, "not-found").await;
-    let r = app.request(Method::GET, "/v1/sms/send").send().await.unwrap();
+    let r = app
+        .request(Method::GET, "/v1/sms/send")
+        .send()
+        .await
+        .unwrap();
     let allow = r.headers()["allow"].to_str().unwrap().to_owned();
     problem(r, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
     assert!(allow.contains("POST"), "{allow}");

@@ -125,7 +125,10 @@ pub async fn accept(
         }
         Ok(AcceptOutcome::KeyExists(existing)) => {
             release().await;
-            if keyed.as_ref().is_some_and(|(_, _, fp)| *fp == existing.fingerprint) {
+            if keyed
+                .as_ref()
+                .is_some_and(|(_, _, fp)| *fp == existing.fingerprint)
+            {
                 Ok(replay(app, &existing))
             } else {
                 Err(outcome(app, Outcome::Mismatch))

@@ -70,7 +70,10 @@ pub async fn bulk(
         )]));
     }
     let defaults = value.get("defaults").and_then(Value::as_object);
-    let atomic = value.get("atomic").and_then(Value::as_bool).unwrap_or(false);
+    let atomic = value
+        .get("atomic")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let now = Utc::now();
     let parsed: Vec<Result<ValidMessage, Vec<Violation>>> = items
         .iter()
@@ -88,7 +91,11 @@ pub async fn bulk(
         .collect();
     let valid = parsed.iter().filter(|p| p.is_ok()).count();
     if valid == 0 || (atomic && valid < parsed.len()) {
-        let all = parsed.into_iter().filter_map(Result::err).flatten().collect();
+        let all = parsed
+            .into_iter()
+            .filter_map(Result::err)
+            .flatten()
+            .collect();
         return Err(ApiError::Validation(all));
     }
     accept(&app, &ctx, Route::Bulk, &value, |now| {
@@ -161,7 +168,10 @@ mod tests {
     #[test]
     fn item_fields_win_over_defaults() {
         let d = json!({"from": "Acme", "body": "default"});
-        let merged = merge(d.as_object(), &json!({"to": "+447700900123", "body": "mine"}));
+        let merged = merge(
+            d.as_object(),
+            &json!({"to": "+447700900123", "body": "mine"}),
+        );
         assert_eq!(
             merged,
             json!({"from": "Acme", "body": "mine", "to": "+447700900123"})

@@ -47,11 +47,11 @@ pub async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over_limit = std::iter::successors(
-            Some(&e as &(dyn std::error::Error + 'static)),
-            |e| e.source(),
-        )
-        .any(|e| e.is::<http_body_util::LengthLimitError>());
+        let over_limit =
+            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
         if over_limit {
             ApiError::PayloadTooLarge { limit }
         } else {
@@ -202,7 +202,9 @@ mod tests {
     #[test]
     fn schedule_more_than_a_week_ahead_is_rejected() {
         let later = (Utc::now() + chrono::Duration::days(8)).to_rfc3339();
-        let r = parse(json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": later}));
+        let r = parse(
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": later}),
+        );
         assert_eq!(pointers(r), vec!["/schedule_at"]);
     }
 

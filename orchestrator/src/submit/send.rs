@@ -31,15 +31,62 @@ pub async fn send(
         Utc::now(),
     )
     .map_err(ApiError::Validation)?;
-    accept(&app, &ctx, Route::Send, &value, |now| {
+    let mut written = None;
+    let response = accept(&app, &ctx, Route::Send, &value, |now| {
         let m = new_message(&ctx, message, now);
         let response = stored_json(&MessageBody::from(&m), Some(location(m.id)));
+        written = Some(AcceptedLog::from(&m));
         Prepared {
             messages: vec![m],
             response,
         }
     })
-    .await
+    .await?;
+    // `prepare` also runs when a concurrent twin's key wins the race; only
+    // a fresh answer stands for a message this request wrote.
+    if let Some(m) = written
+        && !response.headers().contains_key("idempotent-replayed")
+    {
+        m.log(&ctx);
+    }
+    Ok(response)
+}
+
+/// What the "message accepted" log line may say about a message: the
+/// recipient only masked, never the body (it is the customer's content)
+/// and nothing from the credential.
+#[derive(Debug)]
+struct AcceptedLog {
+    id: Uuid,
+    to: String,
+    encoding: &'static str,
+    segments: u32,
+}
+
+impl From<&NewMessage> for AcceptedLog {
+    fn from(m: &NewMessage) -> Self {
+        Self {
+            id: m.id,
+            to: m.to.masked(),
+            encoding: m.body.encoding().as_str(),
+            segments: m.body.segments(),
+        }
+    }
+}
+
+impl AcceptedLog {
+    fn log(&self, ctx: &SubmitContext) {
+        tracing::info!(
+            message_id = %self.id,
+            to = self.to.as_str(),
+            encoding = self.encoding,
+            segments = self.segments,
+            tenant = ctx.tenant.as_str(),
+            shadow = ctx.shadow,
+            correlation_id = ctx.correlation_id.as_str(),
+            "message accepted"
+        );
+    }
 }
 
 /// A fresh, time-ordered id and the request's context around a valid message.
