@@ -524,3 +524,98 @@ pub async fn stream_messages(url: &str, stream: &str, subject: &str) -> Vec<(Str
     }
     out
 }
+
+/// A private Postgres cluster on a free port, for tests that take the
+/// database away (never the machine's shared server). Runs as the
+/// `postgres` OS user when the tests run as root (initdb refuses root).
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).max())
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let pg = Self { port, dir, bin };
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(pg.dir.path())
+            .status();
+        let data = pg.data();
+        let ok = pg
+            .run(&format!(
+                "{}/initdb -D {data} -U postgres --auth=trust -N >/dev/null",
+                pg.bin.display()
+            ))
+            .success();
+        assert!(ok, "initdb failed");
+        pg.resume();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, script: &str) -> std::process::ExitStatus {
+        let as_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0"))
+            .unwrap_or(false);
+        let mut cmd = if as_root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", script]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", script]);
+            c
+        };
+        cmd.status().expect("run postgres tool")
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn resume(&self) {
+        let ok = self
+            .run(&format!(
+                "{}/pg_ctl -D {} -w -l {}/log -o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off' start >/dev/null",
+                self.bin.display(),
+                self.data(),
+                self.dir.path().display(),
+                self.port,
+                self.dir.path().display()
+            ))
+            .success();
+        assert!(ok, "pg_ctl start failed");
+    }
+
+    /// Stops it at once, as a crash or an outage would.
+    pub fn stop(&self) {
+        self.run(&format!(
+            "{}/pg_ctl -D {} -m immediate stop >/dev/null 2>&1",
+            self.bin.display(),
+            self.data()
+        ));
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -505,3 +505,47 @@ fn app_terminate(app: &TestApp) -> impl std::future::Future<Output = ()> {
     }
     async {}
 }
+
+#[tokio::test]
+async fn with_the_database_down_submits_are_503_with_retry_after_and_nothing_is_half_written() {
+    let pg = integration_tests::PrivatePostgres::start().await;
+    let app = TestApp::spawn(Options {
+        database_url: Some(pg.url()),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(
+        app.send(&send_body("before"), None).await.status(),
+        StatusCode::ACCEPTED
+    );
+
+    pg.stop();
+    let r = app.send(&send_body("during"), Some("outage-key")).await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    problem(r, StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable").await;
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["database"], "down");
+
+    pg.resume();
+    // The same key works once the database is back: the 503 stored nothing.
+    let back = eventually(Duration::from_secs(10), || async {
+        let r = app.send(&send_body("during"), Some("outage-key")).await;
+        (r.status() == StatusCode::ACCEPTED).then_some(r)
+    })
+    .await
+    .expect("accepted once the database is back");
+    assert!(back.headers().get("idempotent-replayed").is_none());
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orch.messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "exactly the two accepted messages");
+}
