@@ -169,7 +169,7 @@ async fn a_body_over_the_cap_is_not_mirrored_whether_sized_or_chunked() {
     let http = http_client();
 
     // Content-Length over the cap: decided from the head.
-    let big = send_body(&"x".repeat(1500));
+    let big = send_body(&"x".repeat(2000));
     let response = send(&http, &proxy.url(), &big).send().await.expect("send");
     assert_eq!(
         response.status(),
@@ -178,7 +178,7 @@ async fn a_body_over_the_cap_is_not_mirrored_whether_sized_or_chunked() {
     );
 
     // Chunked, found out while streaming.
-    let body = serde_json::to_vec(&send_body(&"y".repeat(1500))).expect("json");
+    let body = serde_json::to_vec(&send_body(&"y".repeat(2000))).expect("json");
     let mut stream = tokio::net::TcpStream::connect(&proxy.addr)
         .await
         .expect("connect");
