@@ -196,6 +196,10 @@ pub struct Config {
     #[arg(long, env = "JWT_LEEWAY", default_value = "60s", value_parser = humantime::parse_duration)]
     pub jwt_leeway: Duration,
 
+    /// On a token with an unknown `kid`, the JWKS is re-read at most this often.
+    #[arg(long, env = "JWT_JWKS_REFRESH_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_jwks_refresh_interval: Duration,
+
     /// Claim that carries the tenant.
     #[arg(long, env = "JWT_TENANT_CLAIM", default_value = "tenant_id")]
     pub jwt_tenant_claim: String,

@@ -39,6 +39,7 @@ pub fn auth_settings(config: &Config) -> AuthSettings {
         audience: config.jwt_audience.clone(),
         leeway: config.jwt_leeway,
         tenant_claim: config.jwt_tenant_claim.clone(),
+        jwks_refresh_min_interval: config.jwt_jwks_refresh_interval,
         key_auth: match (&config.key_auth_secret_header, &config.key_auth_secret) {
             (Some(header), Some(secret)) => Some(KeyAuthSettings {
                 secret_header: header.clone(),
@@ -46,7 +47,6 @@ pub fn auth_settings(config: &Config) -> AuthSettings {
             }),
             _ => None,
         },
-        ..AuthSettings::default()
     }
 }
 
