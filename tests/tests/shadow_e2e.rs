@@ -140,7 +140,7 @@ async fn clients_get_the_primarys_bytes_and_the_diff_log_shows_only_documented_d
     let invalid = s
         .request(post.clone(), &proxy, "/v1/sms/send")
         .header("X-Correlation-ID", "e2e-invalid")
-        .json(&json!({"to": "+44", "from": "Acme", "body": "x"}))
+        .json(&json!({"to": "0044-not-e164", "from": "Acme", "body": "x"}))
         .send()
         .await
         .expect("invalid send");
