@@ -87,7 +87,11 @@ fn bench(c: &mut Criterion) {
     let rules = Rules::default_rules().unwrap_or_else(|_| Rules::empty());
     let differ = Differ::new(rules);
     let note = "x".repeat(300);
-    let legacy = status_body("507f1f77bcf86cd799439011", "2026-05-01T12:00:00.100Z", &note);
+    let legacy = status_body(
+        "507f1f77bcf86cd799439011",
+        "2026-05-01T12:00:00.100Z",
+        &note,
+    );
     let orchestrator = status_body(
         "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a",
         "2026-05-01T12:00:00.123Z",
@@ -104,13 +108,19 @@ fn bench(c: &mut Criterion) {
 
     let noise_only = exchange(legacy.clone(), orchestrator.clone());
     eprintln!("body size: {} bytes", legacy.len());
-    group.bench_function("noise_only_1kb", |b| b.iter(|| black_box(differ.diff(black_box(&noise_only)))));
+    group.bench_function("noise_only_1kb", |b| {
+        b.iter(|| black_box(differ.diff(black_box(&noise_only))))
+    });
 
     let same = exchange(orchestrator.clone(), orchestrator.clone());
-    group.bench_function("same_1kb", |b| b.iter(|| black_box(differ.diff(black_box(&same)))));
+    group.bench_function("same_1kb", |b| {
+        b.iter(|| black_box(differ.diff(black_box(&same))))
+    });
 
     let differs = exchange(legacy.clone(), changed);
-    group.bench_function("differs_1kb", |b| b.iter(|| black_box(differ.diff(black_box(&differs)))));
+    group.bench_function("differs_1kb", |b| {
+        b.iter(|| black_box(differ.diff(black_box(&differs))))
+    });
 
     // What the mirror proxy does per exchange before writing: diff, redact,
     // serialise one JSONL line.

@@ -77,7 +77,9 @@ impl<W: Write> DiffLogWriter<W> {
         self.redaction.apply(&mut record);
         serde_json::to_writer(&mut self.out, &record)
             .map_err(|e| DiffLogError::Serialise(e.to_string()))?;
-        self.out.write_all(b"\n").map_err(|source| self.io(source))?;
+        self.out
+            .write_all(b"\n")
+            .map_err(|source| self.io(source))?;
         self.written += 1;
         Ok(())
     }

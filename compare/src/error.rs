@@ -38,7 +38,9 @@ pub enum CaptureError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: cannot tell the capture format (expected .jsonl, .har or a GoReplay .gor file)")]
+    #[error(
+        "{path}: cannot tell the capture format (expected .jsonl, .har or a GoReplay .gor file)"
+    )]
     UnknownFormat { path: PathBuf },
     #[error("{path}:{line}: {reason}")]
     Invalid {

@@ -94,10 +94,17 @@ impl Event {
 }
 
 /// What pairing produced for one offered event.
+// Not boxed: a value is consumed right where it is made, and boxing would
+// cost two allocations per pair for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Paired {
     /// Both sides are here.
-    Pair { key: String, primary: Event, candidate: Event },
+    Pair {
+        key: String,
+        primary: Event,
+        candidate: Event,
+    },
     /// Waiting for the partner.
     Waiting,
     /// The same side sent the same key again while waiting; dropped.
@@ -241,7 +248,9 @@ impl<'a> EventDiffer<'a> {
             } => {
                 // The "latency" of an event is how long after the legacy's
                 // the shadow's arrived (zero when it came first).
-                let lag = candidate.received.saturating_duration_since(primary.received);
+                let lag = candidate
+                    .received
+                    .saturating_duration_since(primary.received);
                 let mut headers = HeaderMap::new();
                 if let (Ok(name), Ok(value)) = (
                     HeaderName::from_bytes(b"x-correlation-id"),
@@ -325,12 +334,26 @@ pub async fn run<W: std::io::Write>(
     };
     let mut primary = subscribe(&config.primary_subject).await?;
     let mut candidate = subscribe(&config.candidate_subject).await?;
-    // Make sure the server has registered both subscriptions before anyone
-    // relies on them (tests publish right after start-up).
-    client.flush().await.map_err(|e| EventsError::Subscribe {
+    // `flush` only empties our socket buffer. To know the server has
+    // registered both subscriptions (tests publish right after `ready`),
+    // send ourselves a message: the server handles one connection's
+    // commands in order, so once it comes back the SUBs before it are live.
+    let probe_subject = client.new_inbox();
+    let probe_failed = |reason: String| EventsError::Subscribe {
         subject: config.primary_subject.clone(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let mut probe = subscribe(&probe_subject).await?;
+    client
+        .publish(probe_subject, Bytes::new())
+        .await
+        .map_err(|e| probe_failed(e.to_string()))?;
+    tokio::time::timeout(Duration::from_secs(10), probe.next())
+        .await
+        .map_err(|_| {
+            probe_failed("the server did not confirm the subscriptions within 10 s".to_owned())
+        })?;
+    drop(probe);
     ready();
 
     let mut events = EventDiffer::new(differ, config);
@@ -358,7 +381,10 @@ pub async fn run<W: std::io::Write>(
         if let Some(record) = events.offer(side, event) {
             writer.write(record)?;
             writer.flush()?;
-            if config.max_pairs.is_some_and(|max| events.summary.pairs >= max) {
+            if config
+                .max_pairs
+                .is_some_and(|max| events.summary.pairs >= max)
+            {
                 break;
             }
         }

@@ -56,7 +56,12 @@ struct Output {
 struct RedactArgs {
     /// HMAC key for hashing phone numbers and message bodies. Without it a
     /// random key is used and hashes only compare within this run.
-    #[arg(long, env = "COMPARE_REDACT_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "COMPARE_REDACT_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     redact_key: Option<String>,
     /// Write personal data and credentials in clear. Never use on production
     /// traffic.
@@ -67,7 +72,9 @@ struct RedactArgs {
 impl Output {
     fn rules(&self) -> anyhow::Result<Rules> {
         match &self.rules {
-            Some(path) => Rules::load(path).with_context(|| format!("loading rules {}", path.display())),
+            Some(path) => {
+                Rules::load(path).with_context(|| format!("loading rules {}", path.display()))
+            }
             None => Rules::default_rules().context("compiling the shipped default rules"),
         }
     }
@@ -80,7 +87,9 @@ impl Output {
 impl RedactArgs {
     fn redaction(&self, rules: &Rules) -> anyhow::Result<Redaction> {
         if self.no_redact {
-            eprintln!("warning: --no-redact: phone numbers, message bodies and credentials are written in clear");
+            eprintln!(
+                "warning: --no-redact: phone numbers, message bodies and credentials are written in clear"
+            );
             return Ok(Redaction::Disabled);
         }
         let key = match &self.redact_key {
@@ -93,7 +102,8 @@ impl RedactArgs {
             }
         };
         Ok(Redaction::Keyed(
-            Redactor::with_spec(&key, rules.redact_spec()).context("the rules' [redact] section")?,
+            Redactor::with_spec(&key, rules.redact_spec())
+                .context("the rules' [redact] section")?,
         ))
     }
 }
@@ -107,7 +117,9 @@ impl RedactArgs {
 /// shadow credential) or with --allow-writes; the plan is printed before
 /// anything is sent.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  COMPARE_SHADOW_CREDENTIAL=… compare replay --capture capture.har \\\n    --primary http://api-gateway:3000 --primary-header 'Authorization: Bearer $LEGACY_TOKEN' \\\n    --candidate http://orchestrator:8080 --candidate-header 'Authorization: Bearer $NEW_TOKEN' \\\n    --candidate-shadow-safe --rate 50 --concurrency 16 --out diffs.jsonl")]
+#[command(
+    after_help = "Example:\n  COMPARE_SHADOW_CREDENTIAL=… compare replay --capture capture.har \\\n    --primary http://api-gateway:3000 --primary-header 'Authorization: Bearer $LEGACY_TOKEN' \\\n    --candidate http://orchestrator:8080 --candidate-header 'Authorization: Bearer $NEW_TOKEN' \\\n    --candidate-shadow-safe --rate 50 --concurrency 16 --out diffs.jsonl"
+)]
 struct ReplayArgs {
     /// Capture file to replay.
     #[arg(long, value_name = "FILE")]
@@ -145,7 +157,12 @@ struct ReplayArgs {
     #[arg(long)]
     secondary_shadow_safe: bool,
     /// Shadow credential sent as `X-Shadow-Credential` to shadow-safe targets.
-    #[arg(long, env = "COMPARE_SHADOW_CREDENTIAL", hide_env_values = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "COMPARE_SHADOW_CREDENTIAL",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
     shadow_credential: Option<String>,
     /// Send writes to targets that are not shadow-safe. Real side effects:
     /// real SMS.
@@ -201,10 +218,17 @@ impl From<KeepArg> for KeepRequest {
 /// same rules as HTTP; an event without a partner after --window is written
 /// as an unmatched record.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  compare events --nats-url nats://127.0.0.1:4222 --window 30s --duration 1h --out events.jsonl\n  compare report events.jsonl --html events.html")]
+#[command(
+    after_help = "Example:\n  compare events --nats-url nats://127.0.0.1:4222 --window 30s --duration 1h --out events.jsonl\n  compare report events.jsonl --html events.html"
+)]
 struct EventsArgs {
     /// NATS server.
-    #[arg(long, default_value = "nats://127.0.0.1:4222", env = "NATS_URL", value_name = "URL")]
+    #[arg(
+        long,
+        default_value = "nats://127.0.0.1:4222",
+        env = "NATS_URL",
+        value_name = "URL"
+    )]
     nats_url: String,
     /// Subject the legacy publishes to.
     #[arg(long, default_value = "sms.outbound.request")]
@@ -247,7 +271,9 @@ struct EventsArgs {
 /// and a diff rate at or under the maximum; 1 and a NOT READY line with the
 /// reason otherwise.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  compare report diffs.jsonl events.jsonl --html report.html --markdown report.md \\\n    --json report.json --max-diff-rate 0.1% --min-samples 1000 && echo 'go for canary'")]
+#[command(
+    after_help = "Example:\n  compare report diffs.jsonl events.jsonl --html report.html --markdown report.md \\\n    --json report.json --max-diff-rate 0.1% --min-samples 1000 && echo 'go for canary'"
+)]
 struct ReportArgs {
     /// Diff logs (from replay, events or the mirror proxy).
     #[arg(required = true, value_name = "DIFF_LOG")]
@@ -275,7 +301,9 @@ struct ReportArgs {
 /// (nearly) every exchange while both sides look generated (ids, RFC 3339
 /// timestamps, monotonic counters). --accept writes them into the rules file.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  compare learn-noise diffs.jsonl --rules my-rules.toml            # review the proposals\n  compare learn-noise diffs.jsonl --rules my-rules.toml --accept   # append them")]
+#[command(
+    after_help = "Example:\n  compare learn-noise diffs.jsonl --rules my-rules.toml            # review the proposals\n  compare learn-noise diffs.jsonl --rules my-rules.toml --accept   # append them"
+)]
 struct LearnNoiseArgs {
     #[arg(required = true, value_name = "DIFF_LOG")]
     logs: Vec<PathBuf>,
@@ -304,7 +332,9 @@ struct LearnNoiseArgs {
 /// Diff exchanges a capture already holds (the mirror proxy records both
 /// responses) without sending anything.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  compare diff --capture mirror-capture.jsonl --rules rules.toml --out diffs.jsonl")]
+#[command(
+    after_help = "Example:\n  compare diff --capture mirror-capture.jsonl --rules rules.toml --out diffs.jsonl"
+)]
 struct DiffArgs {
     /// Capture holding both responses per request.
     #[arg(long, value_name = "FILE")]
@@ -337,7 +367,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_rate_arg(text: &str) -> Result<f64, String> {
-    report::parse_rate(text).ok_or_else(|| format!("{text:?}: expected a rate such as 0.1% or 0.001"))
+    report::parse_rate(text)
+        .ok_or_else(|| format!("{text:?}: expected a rate such as 0.1% or 0.001"))
 }
 
 fn main() -> ExitCode {
@@ -373,7 +404,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn target(name: &'static str, url: &str, headers: &[String], shadow_safe: bool) -> anyhow::Result<Target> {
+fn target(
+    name: &'static str,
+    url: &str,
+    headers: &[String],
+    shadow_safe: bool,
+) -> anyhow::Result<Target> {
     let mut target = Target::new(name, url)?.shadow_safe(shadow_safe);
     for header in headers {
         target = target.header(header)?;
@@ -386,13 +422,30 @@ async fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let redaction = args.output.redaction(&rules)?;
     let requests = capture::read(&args.capture, args.format)?;
     let mut config = ReplayConfig::new(
-        target("primary", &args.primary, &args.primary_headers, args.primary_shadow_safe)?,
-        target("candidate", &args.candidate, &args.candidate_headers, args.candidate_shadow_safe)?,
+        target(
+            "primary",
+            &args.primary,
+            &args.primary_headers,
+            args.primary_shadow_safe,
+        )?,
+        target(
+            "candidate",
+            &args.candidate,
+            &args.candidate_headers,
+            args.candidate_shadow_safe,
+        )?,
     );
     config.secondary = args
         .secondary
         .as_deref()
-        .map(|url| target("secondary", url, &args.secondary_headers, args.secondary_shadow_safe))
+        .map(|url| {
+            target(
+                "secondary",
+                url,
+                &args.secondary_headers,
+                args.secondary_shadow_safe,
+            )
+        })
         .transpose()?;
     config.concurrency = args.concurrency.max(1);
     config.rate = args.rate;
@@ -570,7 +623,9 @@ fn report_cmd(args: ReportArgs) -> anyhow::Result<ExitCode> {
 
 fn learn_noise_cmd(args: LearnNoiseArgs) -> anyhow::Result<ExitCode> {
     let rules = match &args.rules {
-        Some(path) => Rules::load(path).with_context(|| format!("loading rules {}", path.display()))?,
+        Some(path) => {
+            Rules::load(path).with_context(|| format!("loading rules {}", path.display()))?
+        }
         None => Rules::default_rules()?,
     };
     let redaction = args.redact.redaction(&rules)?;

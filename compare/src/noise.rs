@@ -156,7 +156,13 @@ pub fn learn(records: &[DiffRecord], options: &NoiseOptions) -> Vec<Proposal> {
             .body
             .iter()
             .filter(|d| d.noise.is_none() && matches!(d.kind, DiffKind::Changed | DiffKind::Type))
-            .map(|d| (generalise(&d.pointer), d.primary.clone(), d.candidate.clone()));
+            .map(|d| {
+                (
+                    generalise(&d.pointer),
+                    d.primary.clone(),
+                    d.candidate.clone(),
+                )
+            });
         let headers = record
             .headers
             .iter()
@@ -249,7 +255,12 @@ fn evaluate(
                     .as_ref()
                     .and_then(Value::as_str)
                     .and_then(parse_timestamp)
-                    .zip(o.candidate.as_ref().and_then(Value::as_str).and_then(parse_timestamp))
+                    .zip(
+                        o.candidate
+                            .as_ref()
+                            .and_then(Value::as_str)
+                            .and_then(parse_timestamp),
+                    )
                     .map(|(a, b)| (a - b).num_milliseconds().unsigned_abs() as f64 / 1000.0);
                 if let Some(gap) = gap {
                     stamps += 1;
@@ -344,10 +355,12 @@ pub fn accept(path: &Path, proposals: &[Proposal], today: &str) -> Result<usize,
         path: path.to_owned(),
         source,
     })?;
-    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| NoiseError::Parse {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let mut doc: DocumentMut =
+        text.parse()
+            .map_err(|e: toml_edit::TomlError| NoiseError::Parse {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
     let shape_err = |reason: &str| NoiseError::Shape {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -382,9 +395,9 @@ pub fn accept(path: &Path, proposals: &[Proposal], today: &str) -> Result<usize,
                     .or_insert_with(|| Item::ArrayOfTables(Default::default()))
                     .as_array_of_tables_mut()
                     .ok_or_else(|| shape_err("`match` is not an array of tables"))?;
-                let exists = matchers
-                    .iter()
-                    .any(|t| t.get("pointer").and_then(Item::as_str) == Some(proposal.path.as_str()));
+                let exists = matchers.iter().any(|t| {
+                    t.get("pointer").and_then(Item::as_str) == Some(proposal.path.as_str())
+                });
                 if exists {
                     false
                 } else {

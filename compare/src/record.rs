@@ -237,6 +237,11 @@ impl DiffRecord {
             .iter()
             .filter(|d| d.noise.is_none())
             .map(|d| (d.pointer.clone(), d.kind));
-        status.into_iter().chain(error).chain(unmatched).chain(headers).chain(body)
+        status
+            .into_iter()
+            .chain(error)
+            .chain(unmatched)
+            .chain(headers)
+            .chain(body)
     }
 }

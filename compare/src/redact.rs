@@ -15,6 +15,8 @@
 //! Redaction is on by default everywhere the CLI writes; only `--no-redact`
 //! turns it off.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -69,14 +71,23 @@ pub const DEFAULT_DROP_HEADERS: &[&str] = &[
 
 /// Query parameter names whose values are hashed whole.
 const HASH_QUERY_KEYS: &[&str] = &[
-    "to", "from", "msisdn", "phone", "phone_number", "recipient", "body", "text", "content",
+    "to",
+    "from",
+    "msisdn",
+    "phone",
+    "phone_number",
+    "recipient",
+    "body",
+    "text",
+    "content",
 ];
 
 /// Hashes personal data and drops credentials. Build it once; it is cheap to
 /// share.
 #[derive(Clone)]
 pub struct Redactor {
-    mac: Hmac<Sha256>,
+    /// Boxed: the keyed state is large and cloned once per hash anyway.
+    mac: Box<Hmac<Sha256>>,
     hash: Vec<PointerPattern>,
     drop: HeaderMatcher,
 }
@@ -96,7 +107,7 @@ impl Redactor {
         Self::with_spec(key, &RedactSpec::default()).unwrap_or_else(|_| Self {
             // The built-in lists always compile; this branch is unreachable
             // but keeps the constructor total.
-            mac: new_mac(key),
+            mac: Box::new(new_mac(key)),
             hash: Vec::new(),
             drop: HeaderMatcher::default(),
         })
@@ -117,7 +128,7 @@ impl Redactor {
                 .chain(spec.drop_headers.iter().map(String::as_str)),
         )?;
         Ok(Self {
-            mac: new_mac(key),
+            mac: Box::new(new_mac(key)),
             hash,
             drop,
         })
@@ -128,7 +139,7 @@ impl Redactor {
         if value.starts_with(HASH_PREFIX) {
             return value.to_owned();
         }
-        let mut mac = self.mac.clone();
+        let mut mac = (*self.mac).clone();
         mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
         let mut out = String::with_capacity(HASH_PREFIX.len() + 16);
@@ -145,8 +156,12 @@ impl Redactor {
     /// Hashes phone-number-like digit runs (7 to 15 digits, optional `+`)
     /// that stand alone, leaving ids, times and decimals intact.
     pub fn redact_text(&self, text: &str) -> String {
+        self.redact_text_cow(text).into_owned()
+    }
+
+    fn redact_text_cow<'t>(&self, text: &'t str) -> Cow<'t, str> {
         let bytes = text.as_bytes();
-        let mut out = String::with_capacity(text.len());
+        let mut out = String::new();
         let mut copied = 0;
         let mut i = 0;
         while i < bytes.len() {
@@ -176,67 +191,60 @@ impl Redactor {
             }
         }
         if copied == 0 {
-            return text.to_owned();
+            return Cow::Borrowed(text);
         }
         out.push_str(&text[copied..]);
-        out
+        Cow::Owned(out)
     }
 
     /// Redacts a JSON value found at `pointer` in a body.
     pub fn redact_value_at(&self, pointer: &str, value: &mut Value) {
-        let mut path: Vec<String> = OwnedPath::parse(pointer)
-            .map(|p| p.segs().iter().map(seg_key).collect())
-            .unwrap_or_default();
-        if path.is_empty() {
-            if let Value::String(s) = value {
-                // A whole text body: it may be anything, but it is not a
-                // structured message, so only phone numbers are hashed.
-                *s = self.redact_form_or_text(s);
-                return;
-            }
+        let owned = OwnedPath::parse(pointer);
+        let mut path: Vec<PathSeg<'_>> = owned.as_ref().map(OwnedPath::segs).unwrap_or_default();
+        if path.is_empty()
+            && let Value::String(s) = value
+        {
+            // A whole text body: it may be anything, but it is not a
+            // structured message, so only phone numbers are hashed.
+            *s = self.redact_form_or_text(s);
+            return;
         }
         self.redact_walk(&mut path, value);
     }
 
-    fn redact_walk(&self, path: &mut Vec<String>, value: &mut Value) {
-        if self.is_hashed_path(path) {
+    fn redact_walk<'p, 'v: 'p>(&self, path: &mut Vec<PathSeg<'p>>, value: &'v mut Value) {
+        if self.hash.iter().any(|p| p.covers(path)) {
             if !matches!(value, Value::Null) {
-                let text = match &*value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                let hashed = match &*value {
+                    Value::String(s) => self.hash(s),
+                    other => self.hash(&other.to_string()),
                 };
-                *value = Value::String(self.hash(&text));
+                *value = Value::String(hashed);
             }
             return;
         }
         match value {
             Value::String(s) => {
-                let redacted = self.redact_text(s);
-                if redacted != *s {
+                if let Cow::Owned(redacted) = self.redact_text_cow(s) {
                     *s = redacted;
                 }
             }
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    path.push(i.to_string());
+                    path.push(PathSeg::Index(i));
                     self.redact_walk(path, item);
                     path.pop();
                 }
             }
             Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
-                    path.push(key.clone());
+                    path.push(PathSeg::Key(key.as_str()));
                     self.redact_walk(path, item);
                     path.pop();
                 }
             }
             Value::Number(_) | Value::Bool(_) | Value::Null => {}
         }
-    }
-
-    fn is_hashed_path(&self, path: &[String]) -> bool {
-        let segs: Vec<PathSeg<'_>> = path.iter().map(|k| seg_of(k)).collect();
-        self.hash.iter().any(|p| p.covers(&segs))
     }
 
     /// A path with a query: query values of personal-data keys hashed,
@@ -264,7 +272,9 @@ impl Redactor {
 
     fn redact_form_or_text(&self, text: &str) -> String {
         let form_like = text.contains('=')
-            && !text.bytes().any(|b| b.is_ascii_whitespace() || b == b'<' || b == b'{');
+            && !text
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b == b'<' || b == b'{');
         if form_like {
             self.redact_query(text)
         } else {
@@ -294,17 +304,26 @@ impl Redactor {
     pub fn redact_record(&self, record: &mut DiffRecord) {
         for diff in &mut record.headers {
             if self.drops_header(&diff.name) {
-                for value in [&mut diff.primary, &mut diff.candidate].into_iter().flatten() {
+                for value in [&mut diff.primary, &mut diff.candidate]
+                    .into_iter()
+                    .flatten()
+                {
                     *value = DROPPED.to_owned();
                 }
             } else {
-                for value in [&mut diff.primary, &mut diff.candidate].into_iter().flatten() {
+                for value in [&mut diff.primary, &mut diff.candidate]
+                    .into_iter()
+                    .flatten()
+                {
                     *value = self.redact_text(value);
                 }
             }
         }
         for diff in &mut record.body {
-            for value in [&mut diff.primary, &mut diff.candidate].into_iter().flatten() {
+            for value in [&mut diff.primary, &mut diff.candidate]
+                .into_iter()
+                .flatten()
+            {
                 self.redact_value_at(&diff.pointer, value);
             }
         }
@@ -339,20 +358,6 @@ fn new_mac(key: &[u8]) -> Hmac<Sha256> {
 
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-}
-
-fn seg_key(seg: &PathSeg<'_>) -> String {
-    match seg {
-        PathSeg::Key(k) => (*k).to_owned(),
-        PathSeg::Index(i) => i.to_string(),
-    }
-}
-
-fn seg_of(key: &str) -> PathSeg<'_> {
-    match key.parse::<usize>() {
-        Ok(i) if key == "0" || !key.starts_with('0') => PathSeg::Index(i),
-        _ => PathSeg::Key(key),
-    }
 }
 
 #[cfg(test)]
@@ -397,7 +402,10 @@ mod tests {
         let mut v = json!({"to": "+447700900123", "body": "Your code is 482913", "meta": {"from": 447700900456u64}, "status": "accepted"});
         red.redact_value_at("", &mut v);
         let s = v.to_string();
-        assert!(!s.contains("447700900123") && !s.contains("482913") && !s.contains("447700900456"), "{s}");
+        assert!(
+            !s.contains("447700900123") && !s.contains("482913") && !s.contains("447700900456"),
+            "{s}"
+        );
         assert_eq!(v["status"], "accepted");
         let mut leaf = json!("+447700900123");
         red.redact_value_at("/messages/0/to", &mut leaf);
@@ -408,7 +416,10 @@ mod tests {
     fn query_values_and_form_bodies_are_redacted() {
         let red = r();
         let out = red.redact_path("/v1/lookup?to=%2B447700900123&page=2");
-        assert!(!out.contains("447700900123") && out.ends_with("&page=2"), "{out}");
+        assert!(
+            !out.contains("447700900123") && out.ends_with("&page=2"),
+            "{out}"
+        );
         let mut body = json!("to=+447700900123&body=hello+there");
         red.redact_value_at("", &mut body);
         let s = body.to_string();
@@ -436,6 +447,9 @@ mod tests {
             ("content-type".to_owned(), "application/json".to_owned()),
         ];
         red.redact_header_pairs(&mut headers);
-        assert_eq!(headers, vec![("content-type".to_owned(), "application/json".to_owned())]);
+        assert_eq!(
+            headers,
+            vec![("content-type".to_owned(), "application/json".to_owned())]
+        );
     }
 }

@@ -73,10 +73,13 @@ pub struct Target {
 impl Target {
     /// A target from a base URL; the URL must be `http://` or `https://`.
     pub fn new(name: &'static str, base_url: &str) -> Result<Self, ReplayError> {
-        let uri: http::Uri = base_url.parse().map_err(|e: http::uri::InvalidUri| ReplayError::Target {
-            url: base_url.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let uri: http::Uri =
+            base_url
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| ReplayError::Target {
+                    url: base_url.to_owned(),
+                    reason: e.to_string(),
+                })?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(ReplayError::Target {
                 url: base_url.to_owned(),
@@ -162,12 +165,19 @@ pub struct WritePlan {
 
 impl WritePlan {
     pub fn new(config: &ReplayConfig, requests: &[CapturedRequest]) -> Self {
-        let writes = requests.iter().filter(|r| is_write(&r.request.method)).count();
+        let writes = requests
+            .iter()
+            .filter(|r| is_write(&r.request.method))
+            .count();
         let mut lines = vec![format!(
             "write safety: {writes} of {} requests change state (POST/PUT/PATCH/DELETE)",
             requests.len()
         )];
-        let targets = [Some(&config.primary), Some(&config.candidate), config.secondary.as_ref()];
+        let targets = [
+            Some(&config.primary),
+            Some(&config.candidate),
+            config.secondary.as_ref(),
+        ];
         for target in targets.into_iter().flatten() {
             let how = if target.shadow_safe {
                 let credential = if config.shadow_credential.is_some() {
@@ -181,7 +191,10 @@ impl WritePlan {
             } else {
                 "not sent (target is not --*-shadow-safe and --allow-writes is off)".to_owned()
             };
-            lines.push(format!("  {:<9} {}: writes {how}", target.name, target.base_url));
+            lines.push(format!(
+                "  {:<9} {}: writes {how}",
+                target.name, target.base_url
+            ));
         }
         let both = config.may_write(&config.primary) && config.may_write(&config.candidate);
         let skipped = if both { 0 } else { writes };
@@ -328,7 +341,15 @@ pub async fn run<W: std::io::Write + Send + 'static>(
             credentials.clone(),
         );
         tasks.spawn(async move {
-            let result = replay_one(&client, &config, &differ, &credentials, captured.request, write).await;
+            let result = replay_one(
+                &client,
+                &config,
+                &differ,
+                &credentials,
+                captured.request,
+                write,
+            )
+            .await;
             drop(permit);
             let outcome = match result {
                 Outcome::PrimaryFailed => {
@@ -416,7 +437,8 @@ async fn replay_one(
             None => None,
         }
     };
-    let (primary, candidate, secondary) = tokio::join!(primary_call, candidate_call, secondary_call);
+    let (primary, candidate, secondary) =
+        tokio::join!(primary_call, candidate_call, secondary_call);
 
     let Ok(primary) = primary else {
         return Outcome::PrimaryFailed;
@@ -498,7 +520,10 @@ fn strip_credentials(headers: &mut HeaderMap, redactor: &Redactor) {
 }
 
 fn strip_connection_headers(headers: &mut HeaderMap) {
-    for name in HOP_BY_HOP.iter().chain(&[SHADOW_HEADER, SHADOW_CREDENTIAL_HEADER]) {
+    for name in HOP_BY_HOP
+        .iter()
+        .chain(&[SHADOW_HEADER, SHADOW_CREDENTIAL_HEADER])
+    {
         headers.remove(*name);
     }
 }

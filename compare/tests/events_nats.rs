@@ -39,33 +39,61 @@ async fn publish_fixture(client: &async_nats::Client, legacy: &str, shadow: &str
     for (i, encoding) in [(1, "GSM-7"), (2, "GSM-7"), (3, "UCS-2")] {
         let corr = format!("corr-{i}");
         client
-            .publish(legacy.to_owned(), payload(&corr, "507f1f77bcf86cd799439011", "GSM-7"))
+            .publish(
+                legacy.to_owned(),
+                payload(&corr, "507f1f77bcf86cd799439011", "GSM-7"),
+            )
             .await
             .expect("publish");
         client
-            .publish(shadow.to_owned(), payload(&corr, "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a", encoding))
+            .publish(
+                shadow.to_owned(),
+                payload(&corr, "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a", encoding),
+            )
             .await
             .expect("publish");
     }
     // …one pair by the X-Correlation-ID header only…
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("X-Correlation-ID", "corr-header");
-    let no_field = |id: &str| json!({"message_id": id, "encoding": "GSM-7"}).to_string().into();
+    let no_field = |id: &str| {
+        json!({"message_id": id, "encoding": "GSM-7"})
+            .to_string()
+            .into()
+    };
     client
-        .publish_with_headers(legacy.to_owned(), headers.clone(), no_field("507f1f77bcf86cd799439012"))
+        .publish_with_headers(
+            legacy.to_owned(),
+            headers.clone(),
+            no_field("507f1f77bcf86cd799439012"),
+        )
         .await
         .expect("publish");
     client
-        .publish_with_headers(shadow.to_owned(), headers, no_field("0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4b"))
+        .publish_with_headers(
+            shadow.to_owned(),
+            headers,
+            no_field("0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4b"),
+        )
         .await
         .expect("publish");
     // …and one event on each side that never finds a partner.
     client
-        .publish(legacy.to_owned(), payload("legacy-only", "507f1f77bcf86cd799439013", "GSM-7"))
+        .publish(
+            legacy.to_owned(),
+            payload("legacy-only", "507f1f77bcf86cd799439013", "GSM-7"),
+        )
         .await
         .expect("publish");
     client
-        .publish(shadow.to_owned(), payload("shadow-only", "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4c", "GSM-7"))
+        .publish(
+            shadow.to_owned(),
+            payload(
+                "shadow-only",
+                "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4c",
+                "GSM-7",
+            ),
+        )
         .await
         .expect("publish");
     client.flush().await.expect("flush");
@@ -73,7 +101,9 @@ async fn publish_fixture(client: &async_nats::Client, legacy: &str, shadow: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_events_by_correlation_id_and_reports_differences_and_orphans() {
-    let client = async_nats::connect(NATS_URL).await.expect("NATS at 127.0.0.1:4222 (started by .ci/run)");
+    let client = async_nats::connect(NATS_URL)
+        .await
+        .expect("NATS at 127.0.0.1:4222 (started by .ci/run)");
     let legacy = unique("test.compare.legacy");
     let shadow = unique("test.compare.shadow");
     let config = EventsConfig {
@@ -87,7 +117,8 @@ async fn pairs_events_by_correlation_id_and_reports_differences_and_orphans() {
     let differ = Differ::new(Rules::default_rules().expect("rules"));
     let dir = tmp();
     let log = file(&dir, "events.jsonl");
-    let mut writer = DiffLogWriter::append(&log, Redaction::Keyed(Redactor::new(b"k"))).expect("log");
+    let mut writer =
+        DiffLogWriter::append(&log, Redaction::Keyed(Redactor::new(b"k"))).expect("log");
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let publisher = {
         let (client, legacy, shadow) = (client.clone(), legacy.clone(), shadow.clone());
@@ -111,10 +142,17 @@ async fn pairs_events_by_correlation_id_and_reports_differences_and_orphans() {
 
     assert_eq!(summary.pairs, 4, "{summary:?}");
     assert_eq!((summary.differs, summary.noise_only), (1, 3), "{summary:?}");
-    assert_eq!((summary.unmatched_primary, summary.unmatched_candidate), (1, 1));
+    assert_eq!(
+        (summary.unmatched_primary, summary.unmatched_candidate),
+        (1, 1)
+    );
     let records = read_records(&log);
     assert_eq!(records.len(), 6);
-    assert!(records.iter().all(|r| r.route == "event sms.outbound.request" && r.status.is_none()));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.route == "event sms.outbound.request" && r.status.is_none())
+    );
     let differing = records
         .iter()
         .find(|r| r.correlation_id.as_deref() == Some("corr-3"))
@@ -126,7 +164,11 @@ async fn pairs_events_by_correlation_id_and_reports_differences_and_orphans() {
         .iter()
         .find(|r| r.correlation_id.as_deref() == Some("corr-header"))
         .expect("paired by header");
-    assert_eq!(by_header.verdict, Verdict::NoiseOnly, "message ids differ only in format");
+    assert_eq!(
+        by_header.verdict,
+        Verdict::NoiseOnly,
+        "message ids differ only in format"
+    );
     let orphans: Vec<_> = records.iter().filter(|r| r.unmatched.is_some()).collect();
     assert_eq!(orphans.len(), 2);
     assert!(orphans.iter().all(|r| r.verdict == Verdict::Differs));
@@ -143,8 +185,25 @@ fn the_events_command_writes_records_and_stops_after_max_pairs() {
     let dir = tmp();
     let log = file(&dir, "events.jsonl");
     let mut child = compare_bin()
-        .args(["events", "--nats-url", NATS_URL, "--primary-subject", &legacy, "--candidate-subject", &shadow])
-        .args(["--window", "5s", "--max-pairs", "4", "--duration", "30s", "--sampled", "--out"])
+        .args([
+            "events",
+            "--nats-url",
+            NATS_URL,
+            "--primary-subject",
+            &legacy,
+            "--candidate-subject",
+            &shadow,
+        ])
+        .args([
+            "--window",
+            "5s",
+            "--max-pairs",
+            "4",
+            "--duration",
+            "30s",
+            "--sampled",
+            "--out",
+        ])
         .arg(&log)
         .env("COMPARE_REDACT_KEY", "k")
         .stderr(Stdio::piped())
@@ -153,7 +212,10 @@ fn the_events_command_writes_records_and_stops_after_max_pairs() {
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let mut line = String::new();
     while stderr.read_line(&mut line).expect("read") > 0 && !line.contains("listening") {}
-    assert!(line.contains("listening"), "compare events did not subscribe: {line}");
+    assert!(
+        line.contains("listening"),
+        "compare events did not subscribe: {line}"
+    );
     runtime.block_on(publish_fixture(&client, &legacy, &shadow));
     let status = child.wait().expect("compare events exits");
     let mut rest = String::new();
@@ -163,5 +225,8 @@ fn the_events_command_writes_records_and_stops_after_max_pairs() {
     let records = read_records(&log);
     assert_eq!(records.iter().filter(|r| r.unmatched.is_none()).count(), 4);
     let text = std::fs::read_to_string(&log).expect("log");
-    assert!(!text.contains("447700900123") && !text.contains("482913"), "events are redacted");
+    assert!(
+        !text.contains("447700900123") && !text.contains("482913"),
+        "events are redacted"
+    );
 }

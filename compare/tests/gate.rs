@@ -35,7 +35,11 @@ fn record(route: &str, i: usize, differs: bool) -> DiffRecord {
         },
         truncated: 0,
         envelope: None,
-        verdict: if differs { Verdict::Differs } else { Verdict::Same },
+        verdict: if differs {
+            Verdict::Differs
+        } else {
+            Verdict::Same
+        },
         latency_ms: None,
         request: None,
         unmatched: None,
@@ -76,17 +80,32 @@ fn gate(path: &std::path::Path) -> (i32, String) {
 #[test]
 fn ready_when_every_route_has_enough_samples_and_few_differences() {
     let dir = tmp();
-    let path = log(&dir, &[("POST /v1/sms/send", 2000, 1), ("GET /v1/sms/{id}", 1000, 1)]);
+    let path = log(
+        &dir,
+        &[
+            ("POST /v1/sms/send", 2000, 1),
+            ("GET /v1/sms/{id}", 1000, 1),
+        ],
+    );
     let (code, stdout) = gate(&path);
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.starts_with("READY: 2 routes, 3000 samples"), "{stdout}");
+    assert!(
+        stdout.starts_with("READY: 2 routes, 3000 samples"),
+        "{stdout}"
+    );
     assert_eq!(stdout.lines().count(), 1);
 }
 
 #[test]
 fn not_ready_when_a_route_differs_too_often() {
     let dir = tmp();
-    let path = log(&dir, &[("POST /v1/sms/send", 2000, 5), ("GET /v1/sms/{id}", 1000, 0)]);
+    let path = log(
+        &dir,
+        &[
+            ("POST /v1/sms/send", 2000, 5),
+            ("GET /v1/sms/{id}", 1000, 0),
+        ],
+    );
     let (code, stdout) = gate(&path);
     assert_eq!(code, 1, "{stdout}");
     assert_eq!(
@@ -98,10 +117,16 @@ fn not_ready_when_a_route_differs_too_often() {
 #[test]
 fn not_ready_when_a_route_has_too_few_samples() {
     let dir = tmp();
-    let path = log(&dir, &[("POST /v1/sms/send", 5000, 0), ("GET /v1/sms/{id}", 999, 0)]);
+    let path = log(
+        &dir,
+        &[("POST /v1/sms/send", 5000, 0), ("GET /v1/sms/{id}", 999, 0)],
+    );
     let (code, stdout) = gate(&path);
     assert_eq!(code, 1, "{stdout}");
-    assert_eq!(stdout, "NOT READY: route GET /v1/sms/{id}: 999 samples < 1000 required");
+    assert_eq!(
+        stdout,
+        "NOT READY: route GET /v1/sms/{id}: 999 samples < 1000 required"
+    );
 }
 
 #[test]
@@ -121,13 +146,17 @@ fn the_json_report_carries_the_gate_decision() {
     let path = log(&dir, &[("POST /v1/sms/send", 1000, 2)]);
     let (code, _) = gate(&path);
     assert_eq!(code, 1);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path.with_extension("report.json")).expect("json report"))
-            .expect("valid JSON");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path.with_extension("report.json")).expect("json report"),
+    )
+    .expect("valid JSON");
     assert_eq!(report["gate"]["ready"], false);
     assert_eq!(report["overall"]["differs"], 2);
     assert_eq!(report["routes"][0]["samples"], 1000);
-    let (low, high) = (report["overall"]["ci_low"].as_f64(), report["overall"]["ci_high"].as_f64());
+    let (low, high) = (
+        report["overall"]["ci_low"].as_f64(),
+        report["overall"]["ci_high"].as_f64(),
+    );
     assert!(low.zip(high).is_some_and(|(l, h)| l < 0.002 && h > 0.002));
     assert_eq!(report["top_paths"][0]["path"], "/encoding");
 }

@@ -58,7 +58,8 @@ fn run_case(dir: &Path) -> serde_json::Value {
     // The capture reader takes one exchange per line.
     let value: serde_json::Value = serde_json::from_str(&text).expect("exchange.json is JSON");
     let line = serde_json::to_string(&value).expect("serialise");
-    let mut captured = capture::jsonl::parse(&exchange_path, line.as_bytes()).expect("valid capture line");
+    let mut captured =
+        capture::jsonl::parse(&exchange_path, line.as_bytes()).expect("valid capture line");
     let captured = captured.pop().expect("one exchange");
     let exchange = Exchange {
         request: captured.request,
@@ -89,7 +90,10 @@ fn every_golden_case_produces_its_expected_record() {
         .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     for required in REQUIRED {
-        assert!(names.iter().any(|n| n == required), "golden case {required} is missing");
+        assert!(
+            names.iter().any(|n| n == required),
+            "golden case {required} is missing"
+        );
     }
     let mut failures = Vec::new();
     for dir in &dirs {
@@ -101,12 +105,17 @@ fn every_golden_case_produces_its_expected_record() {
             continue;
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        let expected: serde_json::Value = serde_json::from_str(&expected).unwrap_or(serde_json::Value::Null);
+        let expected: serde_json::Value =
+            serde_json::from_str(&expected).unwrap_or(serde_json::Value::Null);
         if expected != actual {
             failures.push(format!("{}:\n{pretty}", dir.display()));
         }
     }
-    assert!(failures.is_empty(), "golden mismatches (UPDATE_GOLDEN=1 to accept):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatches (UPDATE_GOLDEN=1 to accept):\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

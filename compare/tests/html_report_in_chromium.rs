@@ -20,7 +20,11 @@ fn chromium() -> Option<PathBuf> {
         Some("/usr/bin/chromium-browser".to_owned()),
         Some("/usr/bin/google-chrome".to_owned()),
     ];
-    candidates.into_iter().flatten().map(PathBuf::from).find(|p| p.exists())
+    candidates
+        .into_iter()
+        .flatten()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// Runs Chromium headless with a deadline; returns stdout.
@@ -81,13 +85,22 @@ fn make_log(dir: &tempfile::TempDir) -> PathBuf {
     let output = compare_bin()
         .args(["replay", "--capture"])
         .arg(&capture)
-        .args(["--primary", &legacy.url(), "--candidate", &orchestrator.url()])
+        .args([
+            "--primary",
+            &legacy.url(),
+            "--candidate",
+            &orchestrator.url(),
+        ])
         .args(["--allow-writes", "--no-progress", "--out"])
         .arg(&log)
         .env("COMPARE_REDACT_KEY", "k")
         .output()
         .expect("replay runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // Spread the records over an hour for the chart.
     let mut records = read_records(&log);
     let start = chrono::Utc::now() - chrono::TimeDelta::hours(1);
@@ -124,18 +137,34 @@ fn the_html_report_renders_in_chromium_with_its_summary_chart_and_examples() {
         .env("COMPARE_REDACT_KEY", "k")
         .output()
         .expect("report runs");
-    assert_eq!(output.status.code(), Some(1), "the injected differences fail the gate");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the injected differences fail the gate"
+    );
     let source = std::fs::read_to_string(&html).expect("html");
     for external in ["<link", "src=\"http", "src='http", "@import", "url(http"] {
-        assert!(!source.contains(external), "the report must not load {external}…");
+        assert!(
+            !source.contains(external),
+            "the report must not load {external}…"
+        );
     }
 
     let url = format!("file://{}", html.display());
     let screenshot = file(&dir, "report.png");
     let profile = file(&dir, "profile");
-    run_chromium(&binary, &profile, &[format!("--screenshot={}", screenshot.display())], &url);
+    run_chromium(
+        &binary,
+        &profile,
+        &[format!("--screenshot={}", screenshot.display())],
+        &url,
+    );
     let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "screenshot is {} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "screenshot is {} bytes",
+        png.len()
+    );
     if let Ok(keep) = std::env::var("COMPARE_KEEP_SCREENSHOT") {
         let _ = std::fs::copy(&screenshot, keep);
     }
@@ -167,5 +196,8 @@ fn the_html_report_renders_in_chromium_with_its_summary_chart_and_examples() {
         assert!(dom.contains(text), "rendered page lacks {text:?}");
     }
     assert!(dom.contains("<polyline"), "the chart is an inline SVG");
-    assert!(!dom.contains(PHONE) && !dom.contains(SECRET_BODY), "personal data is redacted");
+    assert!(
+        !dom.contains(PHONE) && !dom.contains(SECRET_BODY),
+        "personal data is redacted"
+    );
 }

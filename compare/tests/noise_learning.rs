@@ -52,7 +52,11 @@ fn stream(rules: Rules) -> Vec<DiffRecord> {
             let t_primary = start + TimeDelta::seconds(i as i64);
             let t_candidate = t_primary + TimeDelta::milliseconds((i % 9 + 1) as i64 * 100);
             let reference_p = "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a";
-            let reference_c = if i % 20 == 0 { "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4b" } else { reference_p };
+            let reference_c = if i % 20 == 0 {
+                "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4b"
+            } else {
+                reference_p
+            };
             let primary = json!({
                 "id": format!("{:024x}", 0x507f1f77bcf86cd7_u128 * 1000 + i as u128),
                 "status": "queued",
@@ -96,13 +100,23 @@ fn rules() -> Rules {
 fn proposes_the_noisy_paths_and_not_the_real_differences() {
     let records = stream(rules());
     let proposals = noise::learn(&records, &NoiseOptions::default());
-    let found: Vec<(&str, &ProposedRule)> = proposals.iter().map(|p| (p.path.as_str(), &p.rule)).collect();
+    let found: Vec<(&str, &ProposedRule)> = proposals
+        .iter()
+        .map(|p| (p.path.as_str(), &p.rule))
+        .collect();
     let paths: Vec<&str> = found.iter().map(|(p, _)| *p).collect();
-    assert_eq!(paths, vec!["/created_at", "/id", "/seq", "header:x-trace-id"], "{proposals:#?}");
+    assert_eq!(
+        paths,
+        vec!["/created_at", "/id", "/seq", "header:x-trace-id"],
+        "{proposals:#?}"
+    );
     assert!(found.contains(&("/id", &ProposedRule::IdShape)));
     assert!(found.contains(&("/seq", &ProposedRule::Ignore)));
     assert!(found.contains(&("header:x-trace-id", &ProposedRule::IgnoreHeader)));
-    let created = proposals.iter().find(|p| p.path == "/created_at").expect("created_at");
+    let created = proposals
+        .iter()
+        .find(|p| p.path == "/created_at")
+        .expect("created_at");
     assert_eq!(created.rule, ProposedRule::Timestamp { tolerance_secs: 2 });
     assert_eq!(created.evidence.max_gap_secs, Some(0.9));
     let id = proposals.iter().find(|p| p.path == "/id").expect("id");
@@ -135,12 +149,22 @@ fn accepted_proposals_turn_noise_into_noise_and_keep_comments() {
     let added = noise::accept(&path, &proposals, "2026-05-01").expect("accept");
     assert_eq!(added, 4);
     let text = std::fs::read_to_string(&path).expect("read rules");
-    for kept in ["# Team rules: keep this comment.", "# Edge headers.", "# A hand-written rule that must survive."] {
+    for kept in [
+        "# Team rules: keep this comment.",
+        "# Edge headers.",
+        "# A hand-written rule that must survive.",
+    ] {
         assert!(text.contains(kept), "lost {kept:?}:\n{text}");
     }
-    assert!(text.contains("learned 2026-05-01: differs in 200/200 exchanges"), "{text}");
+    assert!(
+        text.contains("learned 2026-05-01: differs in 200/200 exchanges"),
+        "{text}"
+    );
     // Accepting again adds nothing.
-    assert_eq!(noise::accept(&path, &proposals, "2026-05-02").expect("accept"), 0);
+    assert_eq!(
+        noise::accept(&path, &proposals, "2026-05-02").expect("accept"),
+        0
+    );
 
     // With the learned rules only the real differences remain.
     let learned = Rules::load(&path).expect("learned rules compile");
@@ -149,7 +173,10 @@ fn accepted_proposals_turn_noise_into_noise_and_keep_comments() {
         assert_eq!(record.verdict, Verdict::Differs);
         let real: Vec<String> = record.real_differences().map(|(p, _)| p).collect();
         for noisy in ["/id", "/created_at", "/seq", "header:x-trace-id"] {
-            assert!(!real.iter().any(|p| p == noisy), "{noisy} still counted: {real:?}");
+            assert!(
+                !real.iter().any(|p| p == noisy),
+                "{noisy} still counted: {real:?}"
+            );
         }
         assert!(real.iter().any(|p| p == "/status"));
     }
@@ -167,11 +194,18 @@ fn learn_noise_cli_prints_evidence_and_accepts() {
     let rules_path = file(&dir, "rules.toml");
     std::fs::write(&rules_path, RULES_WITH_COMMENTS).expect("write rules");
 
-    let output = compare_bin().arg("learn-noise").arg(&log).output().expect("runs");
+    let output = compare_bin()
+        .arg("learn-noise")
+        .arg(&log)
+        .output()
+        .expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
     assert!(stdout.contains("4 proposed noise rules"), "{stdout}");
-    assert!(stdout.contains("GET /v1/sms/{id} /id: shape = \"id\" (differs in 200/200"), "{stdout}");
+    assert!(
+        stdout.contains("GET /v1/sms/{id} /id: shape = \"id\" (differs in 200/200"),
+        "{stdout}"
+    );
 
     let output = compare_bin()
         .arg("learn-noise")
@@ -181,9 +215,20 @@ fn learn_noise_cli_prints_evidence_and_accepts() {
         .arg("--accept")
         .output()
         .expect("runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = std::fs::read_to_string(&rules_path).expect("rules");
-    assert!(text.contains("pointer = \"/id\"") && text.contains("# Team rules: keep this comment."), "{text}");
-    let check = compare_bin().arg("check-rules").arg(&rules_path).output().expect("runs");
+    assert!(
+        text.contains("pointer = \"/id\"") && text.contains("# Team rules: keep this comment."),
+        "{text}"
+    );
+    let check = compare_bin()
+        .arg("check-rules")
+        .arg(&rules_path)
+        .output()
+        .expect("runs");
     assert!(check.status.success());
 }

@@ -35,7 +35,8 @@ fn secrets() -> Vec<&'static str> {
 }
 
 fn capture_line(i: usize) -> serde_json::Value {
-    let request_body = json!({"to": PHONE, "from": "Acme", "body": SECRET_BODY, "reference": format!("r-{i}")});
+    let request_body =
+        json!({"to": PHONE, "from": "Acme", "body": SECRET_BODY, "reference": format!("r-{i}")});
     let primary = json!({"id": "507f1f77bcf86cd799439011", "status": "accepted", "to": PHONE, "body": SECRET_BODY,
                          "detail": format!("sent to {SECOND_PHONE}."), "segments": 1});
     let candidate = json!({"id": "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a", "status": "queued", "to": SECOND_PHONE,
@@ -64,7 +65,10 @@ fn capture_line(i: usize) -> serde_json::Value {
 
 fn event(payload: serde_json::Value) -> Event {
     let mut headers = HeaderMap::new();
-    headers.insert("authorization", HeaderValue::from_static("Bearer eyJ-super-secret-token"));
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer eyJ-super-secret-token"),
+    );
     Event {
         headers,
         payload: Bytes::from(payload.to_string()),
@@ -83,7 +87,9 @@ fn write_event_records(path: &Path, redaction: Redaction) {
     let legacy = json!({"correlation_id": "e-1", "to": PHONE, "body": SECRET_BODY, "message_id": "507f1f77bcf86cd799439011"});
     let shadow = json!({"correlation_id": "e-1", "to": SECOND_PHONE, "body": "other text", "message_id": "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a"});
     assert!(events.offer(Side::Primary, event(legacy)).is_none());
-    let record = events.offer(Side::Candidate, event(shadow)).expect("a pair");
+    let record = events
+        .offer(Side::Candidate, event(shadow))
+        .expect("a pair");
     writer.write(record).expect("write");
     let lonely = json!({"correlation_id": PHONE, "to": PHONE});
     assert!(events.offer(Side::Candidate, event(lonely)).is_none());
@@ -116,10 +122,23 @@ fn produce_outputs(dir: &tempfile::TempDir, redact: bool) -> Vec<(String, String
         streams.push((format!("{args:?} stdout"), stdout));
         streams.push((format!("{args:?} stderr"), stderr));
     };
-    let os = |parts: &[&dyn AsRef<std::ffi::OsStr>]| parts.iter().map(|p| p.as_ref().to_owned()).collect::<Vec<_>>();
+    let os = |parts: &[&dyn AsRef<std::ffi::OsStr>]| {
+        parts
+            .iter()
+            .map(|p| p.as_ref().to_owned())
+            .collect::<Vec<_>>()
+    };
 
     // 1. Offline diff of a capture holding both responses.
-    run(os(&[&"diff", &"--capture", &capture, &"--out", &log, &"--keep-request", &"always"]));
+    run(os(&[
+        &"diff",
+        &"--capture",
+        &capture,
+        &"--out",
+        &log,
+        &"--keep-request",
+        &"always",
+    ]));
 
     // 2. Replay of the same capture against two live services.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -127,8 +146,19 @@ fn produce_outputs(dir: &tempfile::TempDir, redact: bool) -> Vec<(String, String
     let orchestrator = runtime.block_on(FakeService::start(Flavour::Orchestrator, "orchestrator"));
     let (legacy_url, orchestrator_url) = (legacy.url(), orchestrator.url());
     run(os(&[
-        &"replay", &"--capture", &capture, &"--primary", &legacy_url, &"--candidate", &orchestrator_url,
-        &"--allow-writes", &"--keep-request", &"always", &"--no-progress", &"--out", &log,
+        &"replay",
+        &"--capture",
+        &capture,
+        &"--primary",
+        &legacy_url,
+        &"--candidate",
+        &orchestrator_url,
+        &"--allow-writes",
+        &"--keep-request",
+        &"always",
+        &"--no-progress",
+        &"--out",
+        &log,
     ]));
     assert_eq!(orchestrator.requests().len(), 3);
 
@@ -142,13 +172,37 @@ fn produce_outputs(dir: &tempfile::TempDir, redact: bool) -> Vec<(String, String
 
     // 4. Reports and noise learning over everything.
     let (html, md, json_report) = (file(dir, "r.html"), file(dir, "r.md"), file(dir, "r.json"));
-    run(os(&[&"report", &log, &events_log, &"--html", &html, &"--markdown", &md, &"--json", &json_report]));
+    run(os(&[
+        &"report",
+        &log,
+        &events_log,
+        &"--html",
+        &html,
+        &"--markdown",
+        &md,
+        &"--json",
+        &json_report,
+    ]));
     run(os(&[&"report", &log, &events_log]));
-    run(os(&[&"learn-noise", &log, &events_log, &"--json", &"--min-samples", &"1", &"--min-diff-rate", &"0"]));
+    run(os(&[
+        &"learn-noise",
+        &log,
+        &events_log,
+        &"--json",
+        &"--min-samples",
+        &"1",
+        &"--min-diff-rate",
+        &"0",
+    ]));
 
     let mut outputs: Vec<(String, String)> = [&log, &events_log, &html, &md, &json_report]
         .iter()
-        .map(|p: &&PathBuf| (p.display().to_string(), std::fs::read_to_string(p).expect("output exists")))
+        .map(|p: &&PathBuf| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(p).expect("output exists"),
+            )
+        })
         .collect();
     outputs.extend(streams);
     outputs
@@ -183,6 +237,9 @@ fn with_no_redact_the_same_scan_finds_them() {
     let outputs = produce_outputs(&dir, false);
     let everything: String = outputs.iter().map(|(_, t)| t.as_str()).collect();
     for secret in ["447700900123", SECRET_BODY, "super-secret-token"] {
-        assert!(everything.contains(secret), "--no-redact output lacks {secret:?}");
+        assert!(
+            everything.contains(secret),
+            "--no-redact output lacks {secret:?}"
+        );
     }
 }

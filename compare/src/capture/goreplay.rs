@@ -198,7 +198,10 @@ fn message_body(headers: &HeaderMap, raw: &[u8]) -> Bytes {
     let chunked = headers
         .get_all(http::header::TRANSFER_ENCODING)
         .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("chunked")));
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        });
     if chunked {
         return Bytes::from(dechunk(raw));
     }
@@ -242,7 +245,10 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_decoded() {
-        assert_eq!(dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), b"Wikipedia");
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"),
+            b"Wikipedia"
+        );
         assert_eq!(dechunk(b"garbage"), b"");
     }
 
@@ -255,6 +261,9 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].request.path, "/v1/sms/send");
         assert_eq!(&out[0].request.body[..], b"{}");
-        assert_eq!(out[0].primary.as_ref().map(|r| r.status.as_u16()), Some(202));
+        assert_eq!(
+            out[0].primary.as_ref().map(|r| r.status.as_u16()),
+            Some(202)
+        );
     }
 }

@@ -81,7 +81,12 @@ struct Content {
     encoding: Option<String>,
 }
 
-fn body(path: &Path, index: usize, text: Option<&str>, encoding: Option<&str>) -> Result<Bytes, CaptureError> {
+fn body(
+    path: &Path,
+    index: usize,
+    text: Option<&str>,
+    encoding: Option<&str>,
+) -> Result<Bytes, CaptureError> {
     let Some(text) = text else {
         return Ok(Bytes::new());
     };
@@ -131,7 +136,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<CapturedRequest>, CaptureE
         let primary = match &entry.response {
             Some(r) if (100..=999).contains(&r.status) => Some(RecordedResponse {
                 status: StatusCode::from_u16(r.status as u16).unwrap_or(StatusCode::OK),
-                headers: header_map(r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
+                headers: header_map(
+                    r.headers
+                        .iter()
+                        .map(|h| (h.name.as_str(), h.value.as_str())),
+                ),
                 body: body(
                     path,
                     index,

@@ -160,7 +160,11 @@ fn pairs(headers: &[(String, String)]) -> HeaderMap {
     header_map(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
 }
 
-fn response(path: &Path, line: usize, r: &CaptureResponse) -> Result<RecordedResponse, CaptureError> {
+fn response(
+    path: &Path,
+    line: usize,
+    r: &CaptureResponse,
+) -> Result<RecordedResponse, CaptureError> {
     Ok(RecordedResponse {
         status: StatusCode::from_u16(r.status)
             .map_err(|_| invalid(path, line, &format!("invalid status {}", r.status)))?,
@@ -211,7 +215,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<CapturedRequest>, CaptureE
                 headers,
                 body: decode_body(path, line_no, &line.request.body, &line.request.body_base64)?,
             },
-            primary: line.primary.as_ref().map(|r| response(path, line_no, r)).transpose()?,
+            primary: line
+                .primary
+                .as_ref()
+                .map(|r| response(path, line_no, r))
+                .transpose()?,
             candidate: line
                 .candidate
                 .as_ref()

@@ -59,7 +59,11 @@ impl CaptureFormat {
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') {
             // A HAR is one JSON document whose first key is "log".
-            let compact: String = trimmed.chars().filter(|c| !c.is_whitespace()).take(8).collect();
+            let compact: String = trimmed
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .take(8)
+                .collect();
             if compact.starts_with("{\"log\"") {
                 Some(Self::Har)
             } else {
@@ -75,7 +79,10 @@ impl CaptureFormat {
 
 /// Reads a capture file in any supported format (`format` overrides
 /// detection). Requests come back in capture order.
-pub fn read(path: &Path, format: Option<CaptureFormat>) -> Result<Vec<CapturedRequest>, CaptureError> {
+pub fn read(
+    path: &Path,
+    format: Option<CaptureFormat>,
+) -> Result<Vec<CapturedRequest>, CaptureError> {
     let bytes = std::fs::read(path).map_err(|source| CaptureError::Read {
         path: path.to_owned(),
         source,
@@ -117,10 +124,12 @@ pub(crate) fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>
 
 /// Parses a method, reporting the capture position when it is invalid.
 pub(crate) fn method(path: &Path, line: usize, text: &str) -> Result<Method, CaptureError> {
-    Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes()).map_err(|_| CaptureError::Invalid {
-        path: path.to_owned(),
-        line,
-        reason: format!("invalid method {text:?}"),
+    Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes()).map_err(|_| {
+        CaptureError::Invalid {
+            path: path.to_owned(),
+            line,
+            reason: format!("invalid method {text:?}"),
+        }
     })
 }
 
@@ -128,5 +137,9 @@ pub(crate) fn method(path: &Path, line: usize, text: &str) -> Result<Method, Cap
 pub(crate) fn path_of(url: &str) -> Option<String> {
     let uri: http::Uri = url.trim().parse().ok()?;
     let pq = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-    Some(if pq.is_empty() { "/".to_owned() } else { pq.to_owned() })
+    Some(if pq.is_empty() {
+        "/".to_owned()
+    } else {
+        pq.to_owned()
+    })
 }

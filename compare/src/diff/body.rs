@@ -114,12 +114,28 @@ impl<'r> BodyWalk<'r> {
             (ParsedBody::Json(p), ParsedBody::Json(c)) => self.walk(&mut Vec::new(), p, c),
             (ParsedBody::Text(p), ParsedBody::Text(c)) => {
                 if p != c {
-                    self.record(&path, DiffKind::Changed, primary.to_value(), candidate.to_value(), None);
+                    self.record(
+                        &path,
+                        DiffKind::Changed,
+                        primary.to_value(),
+                        candidate.to_value(),
+                        None,
+                    );
                 }
             }
-            (ParsedBody::Empty, _) => self.record(&path, DiffKind::Added, None, candidate.to_value(), None),
-            (_, ParsedBody::Empty) => self.record(&path, DiffKind::Removed, primary.to_value(), None, None),
-            _ => self.record(&path, DiffKind::Type, primary.to_value(), candidate.to_value(), None),
+            (ParsedBody::Empty, _) => {
+                self.record(&path, DiffKind::Added, None, candidate.to_value(), None)
+            }
+            (_, ParsedBody::Empty) => {
+                self.record(&path, DiffKind::Removed, primary.to_value(), None, None)
+            }
+            _ => self.record(
+                &path,
+                DiffKind::Type,
+                primary.to_value(),
+                candidate.to_value(),
+                None,
+            ),
         }
     }
 
@@ -195,7 +211,12 @@ impl<'r> BodyWalk<'r> {
 
     /// Multiset comparison: every primary element is paired with an equal,
     /// unused candidate element; the rest are removed/added.
-    fn compare_set<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, pa: &'v [Json<'v>], ca: &'v [Json<'v>]) {
+    fn compare_set<'v>(
+        &mut self,
+        path: &mut Vec<PathSeg<'v>>,
+        pa: &'v [Json<'v>],
+        ca: &'v [Json<'v>],
+    ) {
         let mut used = vec![false; ca.len()];
         let mut unpaired = Vec::new();
         for (i, pv) in pa.iter().enumerate() {
@@ -226,7 +247,13 @@ impl<'r> BodyWalk<'r> {
         }
     }
 
-    fn leaf(&mut self, path: &[PathSeg<'_>], kind: DiffKind, p: Option<&Json<'_>>, c: Option<&Json<'_>>) {
+    fn leaf(
+        &mut self,
+        path: &[PathSeg<'_>],
+        kind: DiffKind,
+        p: Option<&Json<'_>>,
+        c: Option<&Json<'_>>,
+    ) {
         // Checked before converting values, which allocates.
         if self.rules.is_ignored(path) {
             return;
@@ -235,7 +262,13 @@ impl<'r> BodyWalk<'r> {
             (Some(p), Some(c)) => self.rules.noise_for(path, p, c).map(str::to_owned),
             _ => None,
         };
-        self.record(path, kind, p.map(Json::to_value), c.map(Json::to_value), noise);
+        self.record(
+            path,
+            kind,
+            p.map(Json::to_value),
+            c.map(Json::to_value),
+            noise,
+        );
     }
 
     fn record(
@@ -316,8 +349,7 @@ fn values_equal(a: &Json<'_>, b: &Json<'_>) -> bool {
         }
         (Json::Object(x), Json::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
         }
         (Json::String(x), Json::String(y)) => x == y,

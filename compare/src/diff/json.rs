@@ -263,7 +263,10 @@ mod tests {
     fn round_trips_to_serde_values() {
         let text = r#"{"a":[1,2.5,"x\"y",null,true],"b":{"c":"d"},"e":-3}"#;
         let parsed = parse(text.as_bytes()).expect("valid JSON");
-        assert_eq!(parsed.to_value(), serde_json::from_str::<Value>(text).expect("valid"));
+        assert_eq!(
+            parsed.to_value(),
+            serde_json::from_str::<Value>(text).expect("valid")
+        );
     }
 
     #[test]
@@ -272,17 +275,26 @@ mod tests {
         let Some(Json::Object(map)) = parse(text) else {
             panic!("object expected");
         };
-        assert!(matches!(map.get("key"), Some(Json::String(Cow::Borrowed("plain")))));
+        assert!(matches!(
+            map.get("key"),
+            Some(Json::String(Cow::Borrowed("plain")))
+        ));
         assert!(matches!(map.get("esc"), Some(Json::String(Cow::Owned(_)))));
     }
 
     #[test]
     fn large_objects_use_the_sorted_index() {
-        let value: Value = (0..40).map(|i| (format!("k{i}"), json!(i))).collect::<Map<_, _>>().into();
+        let value: Value = (0..40)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect::<Map<_, _>>()
+            .into();
         let text = value.to_string();
         let parsed = parse(text.as_bytes()).expect("valid");
         for i in 0..40 {
-            assert_eq!(parsed.pointer(&format!("/k{i}")).and_then(Json::as_u64), Some(i));
+            assert_eq!(
+                parsed.pointer(&format!("/k{i}")).and_then(Json::as_u64),
+                Some(i)
+            );
         }
         assert!(parsed.pointer("/missing").is_none());
     }
@@ -290,7 +302,10 @@ mod tests {
     #[test]
     fn pointers_follow_rfc_6901() {
         let parsed = parse(br#"{"a/b":{"c~d":[10,20]}}"#).expect("valid");
-        assert_eq!(parsed.pointer("/a~1b/c~0d/1").and_then(Json::as_u64), Some(20));
+        assert_eq!(
+            parsed.pointer("/a~1b/c~0d/1").and_then(Json::as_u64),
+            Some(20)
+        );
         assert!(parsed.pointer("a").is_none());
         assert_eq!(parsed.pointer(""), Some(&parsed));
     }

@@ -25,7 +25,9 @@ pub(crate) use body::ParsedBody;
 use body::{BodyWalk, content_type};
 
 use crate::exchange::{Exchange, RecordedRequest, RecordedResponse, correlation_id};
-use crate::record::{DiffRecord, Latency, RequestSnapshot, SCHEMA_VERSION, Side, StatusDiff, Verdict};
+use crate::record::{
+    DiffRecord, Latency, RequestSnapshot, SCHEMA_VERSION, Side, StatusDiff, Verdict,
+};
 use crate::rules::{RuleSet, Rules};
 
 /// When a record carries the request (for "copy as curl").
@@ -88,7 +90,11 @@ impl Differ {
     /// definition, so the same paths in the candidate diff are marked
     /// `secondary`. Only for read-only routes: calling the primary twice
     /// doubles side effects.
-    pub fn diff_with_secondary(&self, exchange: &Exchange, secondary: &RecordedResponse) -> DiffRecord {
+    pub fn diff_with_secondary(
+        &self,
+        exchange: &Exchange,
+        secondary: &RecordedResponse,
+    ) -> DiffRecord {
         let baseline = self.diff_parts(&exchange.request, &exchange.primary, secondary, None);
         let noise = SecondaryNoise {
             status: baseline
@@ -133,7 +139,10 @@ impl Differ {
         } else {
             let (status, envelope) = compare_status(rules, primary, candidate, &p_body, &c_body);
             let status = status.map(|mut s| {
-                if s.noise.is_none() && s.primary != s.candidate && secondary.is_some_and(|n| n.status) {
+                if s.noise.is_none()
+                    && s.primary != s.candidate
+                    && secondary.is_some_and(|n| n.status)
+                {
                     s.noise = Some("secondary".to_owned());
                 }
                 s
@@ -149,7 +158,10 @@ impl Differ {
         );
         if let Some(name) = &envelope {
             // The two envelopes are different media types by definition.
-            for diff in headers.iter_mut().filter(|d| d.name == "content-type" && d.noise.is_none()) {
+            for diff in headers
+                .iter_mut()
+                .filter(|d| d.name == "content-type" && d.noise.is_none())
+            {
                 diff.noise = Some(format!("envelope:{name}"));
             }
         }
@@ -200,7 +212,12 @@ impl Differ {
 impl Differ {
     /// The record for an exchange whose candidate gave no answer (timeout,
     /// connection refused): always `differs`, with the error.
-    pub fn failed(&self, request: &RecordedRequest, primary: &RecordedResponse, error: String) -> DiffRecord {
+    pub fn failed(
+        &self,
+        request: &RecordedRequest,
+        primary: &RecordedResponse,
+        error: String,
+    ) -> DiffRecord {
         let mut record = self.bare_record(request, Some(primary));
         record.error = Some(error);
         record.recompute_verdict();
@@ -212,7 +229,12 @@ impl Differ {
 
     /// The record for an event that found no partner within the pairing
     /// window: `differs`, with the side that was seen.
-    pub fn unmatched(&self, request: &RecordedRequest, side: Side, correlation_id: Option<String>) -> DiffRecord {
+    pub fn unmatched(
+        &self,
+        request: &RecordedRequest,
+        side: Side,
+        correlation_id: Option<String>,
+    ) -> DiffRecord {
         let mut record = self.bare_record(request, None);
         record.correlation_id = correlation_id.or(record.correlation_id);
         record.unmatched = Some(side);
@@ -220,7 +242,11 @@ impl Differ {
         record
     }
 
-    fn bare_record(&self, request: &RecordedRequest, primary: Option<&RecordedResponse>) -> DiffRecord {
+    fn bare_record(
+        &self,
+        request: &RecordedRequest,
+        primary: Option<&RecordedResponse>,
+    ) -> DiffRecord {
         DiffRecord {
             schema_version: SCHEMA_VERSION,
             ts: Utc::now(),
@@ -260,7 +286,10 @@ fn compare_status(
     c_body: &ParsedBody<'_>,
 ) -> (Option<StatusDiff>, Option<String>) {
     let (ps, cs) = (primary.status.as_u16(), candidate.status.as_u16());
-    let (p_ct, c_ct) = (content_type(&primary.headers), content_type(&candidate.headers));
+    let (p_ct, c_ct) = (
+        content_type(&primary.headers),
+        content_type(&candidate.headers),
+    );
     let envelope = rules.envelope_classes.iter().find(|class| {
         let p = class.primary.effective_status(ps, p_ct, p_body.json());
         let c = class.candidate.effective_status(cs, c_ct, c_body.json());

@@ -151,7 +151,10 @@ impl Report {
         let overall = counts(records.iter());
         let mut by_route: BTreeMap<&str, Vec<&DiffRecord>> = BTreeMap::new();
         for record in records {
-            by_route.entry(record.route.as_str()).or_default().push(record);
+            by_route
+                .entry(record.route.as_str())
+                .or_default()
+                .push(record);
         }
         let routes: Vec<RouteStats> = by_route
             .iter()
@@ -213,7 +216,12 @@ fn route_stats(route: &str, records: &[&DiffRecord]) -> RouteStats {
         }
     }
     let latencies = |f: fn(&crate::record::Latency) -> f64| {
-        median(records.iter().filter_map(|r| r.latency_ms.as_ref().map(f)).collect())
+        median(
+            records
+                .iter()
+                .filter_map(|r| r.latency_ms.as_ref().map(f))
+                .collect(),
+        )
     };
     RouteStats {
         route: route.to_owned(),
@@ -295,7 +303,11 @@ fn top_paths(records: &[DiffRecord], route_samples: &HashMap<&str, u64>) -> Vec<
     let mut out: Vec<PathStats> = paths
         .into_iter()
         .map(|((route, path, kind), (count, examples))| {
-            let samples = route_samples.get(route.as_str()).copied().unwrap_or(0).max(1);
+            let samples = route_samples
+                .get(route.as_str())
+                .copied()
+                .unwrap_or(0)
+                .max(1);
             PathStats {
                 share: count as f64 / samples as f64,
                 route,
@@ -329,7 +341,10 @@ fn example(record: &DiffRecord, path: &str) -> Example {
             s.map(|s| s.candidate.to_string()).unwrap_or_default(),
         )
     } else if path == "transport-error" {
-        ("(answered)".to_owned(), record.error.clone().unwrap_or_default())
+        (
+            "(answered)".to_owned(),
+            record.error.clone().unwrap_or_default(),
+        )
     } else if path == "event" {
         match record.unmatched {
             Some(crate::record::Side::Primary) => ("(event)".to_owned(), "(no event)".to_owned()),
@@ -338,8 +353,10 @@ fn example(record: &DiffRecord, path: &str) -> Example {
     } else if let Some(name) = path.strip_prefix("header:") {
         let d = record.headers.iter().find(|d| d.name == name);
         (
-            d.and_then(|d| d.primary.clone()).unwrap_or_else(|| "(absent)".to_owned()),
-            d.and_then(|d| d.candidate.clone()).unwrap_or_else(|| "(absent)".to_owned()),
+            d.and_then(|d| d.primary.clone())
+                .unwrap_or_else(|| "(absent)".to_owned()),
+            d.and_then(|d| d.candidate.clone())
+                .unwrap_or_else(|| "(absent)".to_owned()),
         )
     } else {
         let d = record.body.iter().find(|d| d.pointer == path);
@@ -456,7 +473,10 @@ mod tests {
     #[test]
     fn wilson_matches_known_values() {
         let (lo, hi) = wilson_interval(0, 1000);
-        assert!(lo.abs() < 1e-12 && (hi - 0.003_83).abs() < 1e-4, "{lo} {hi}");
+        assert!(
+            lo.abs() < 1e-12 && (hi - 0.003_83).abs() < 1e-4,
+            "{lo} {hi}"
+        );
         let (lo, hi) = wilson_interval(50, 100);
         assert!((lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3);
         assert_eq!(wilson_interval(0, 0), (0.0, 1.0));

@@ -170,13 +170,21 @@ fn environment() -> Result<Environment<'static>, ReportError> {
     env.add_filter("cell", |text: String| {
         text.replace('|', "\\|").replace(['\n', '\r'], " ")
     });
-    env.add_filter("dt", |text: String| match chrono::DateTime::parse_from_rfc3339(&text) {
-        Ok(t) => t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
-        Err(_) => text,
-    });
-    env.add_filter("cut", |text: String, max: usize| match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text,
+    env.add_filter(
+        "dt",
+        |text: String| match chrono::DateTime::parse_from_rfc3339(&text) {
+            Ok(t) => t
+                .with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S%.3f UTC")
+                .to_string(),
+            Err(_) => text,
+        },
+    );
+    env.add_filter("cut", |text: String, max: usize| {
+        match text.char_indices().nth(max) {
+            Some((i, _)) => format!("{}…", &text[..i]),
+            None => text,
+        }
     });
     env.add_template("report.html", HTML_TEMPLATE)
         .map_err(|e| ReportError::Template(e.to_string()))?;
@@ -223,7 +231,10 @@ pub fn curl_command(request: &RequestSnapshot) -> String {
         shell_quote(&request.path)
     ));
     for (name, value) in &request.headers {
-        if matches!(name.to_ascii_lowercase().as_str(), "host" | "content-length") {
+        if matches!(
+            name.to_ascii_lowercase().as_str(),
+            "host" | "content-length"
+        ) {
             continue;
         }
         parts.push(format!("-H {}", shell_quote(&format!("{name}: {value}"))));
@@ -265,7 +276,10 @@ mod tests {
             body: Some(serde_json::json!({"body": "it's"})),
         };
         let curl = curl_command(&request);
-        assert!(curl.contains(r#"--data-raw '{"body":"it'\''s"}'"#), "{curl}");
+        assert!(
+            curl.contains(r#"--data-raw '{"body":"it'\''s"}'"#),
+            "{curl}"
+        );
         assert!(curl.contains("'/v1/sms/send'"));
     }
 }

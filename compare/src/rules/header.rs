@@ -62,7 +62,9 @@ impl HeaderMatcher {
     /// Whether `name` matches; `name` must already be lowercase, as
     /// `http::HeaderName::as_str` is.
     pub fn matches(&self, name: &str) -> bool {
-        self.exact.binary_search_by(|e| e.as_str().cmp(name)).is_ok()
+        self.exact
+            .binary_search_by(|e| e.as_str().cmp(name))
+            .is_ok()
             || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
             || self.other.as_ref().is_some_and(|re| re.is_match(name))
     }

@@ -24,8 +24,8 @@ pub use file::RulesFile;
 use file::{EnvelopeSideSpec, MatcherSpec, RuleSetSpec, ShapeSpec, ToleranceSpec};
 pub use header::HeaderMatcher;
 use pointer::{PathSeg, PointerPattern};
-pub(crate) use route::event_method;
 pub use route::RouteTemplate;
+pub(crate) use route::event_method;
 
 /// The rules shipped with the tool, covering the known api-gateway ↔
 /// orchestrator differences.
@@ -119,7 +119,11 @@ impl Rules {
     /// names get the defaults and a template guessed from the path, with
     /// id-like segments replaced by `{id}`.
     pub(crate) fn route(&self, method: &http::Method, path: &str) -> (Cow<'_, str>, &RuleSet) {
-        match self.routes.iter().find(|r| r.template.matches(method, path)) {
+        match self
+            .routes
+            .iter()
+            .find(|r| r.template.matches(method, path))
+        {
             Some(route) => (Cow::Borrowed(route.template.as_str()), &route.rules),
             None => (
                 Cow::Owned(RouteTemplate::guess(method, path)),
@@ -208,7 +212,12 @@ impl RuleSet {
     }
 
     /// The first matcher on `path` that accepts both values, by label.
-    pub fn noise_for(&self, path: &[PathSeg<'_>], primary: &Json<'_>, candidate: &Json<'_>) -> Option<&str> {
+    pub fn noise_for(
+        &self,
+        path: &[PathSeg<'_>],
+        primary: &Json<'_>,
+        candidate: &Json<'_>,
+    ) -> Option<&str> {
         self.matchers
             .iter()
             .find(|m| m.pointer.matches(path) && m.accepts(primary, candidate))
@@ -479,12 +488,20 @@ impl EnvelopeSide {
         self.status.is_empty() || self.status.contains(&status)
     }
 
-    pub fn effective_status(&self, status: u16, content_type: &str, body: Option<&Json<'_>>) -> Option<u16> {
+    pub fn effective_status(
+        &self,
+        status: u16,
+        content_type: &str,
+        body: Option<&Json<'_>>,
+    ) -> Option<u16> {
         if !self.status.is_empty() && !self.status.contains(&status) {
             return None;
         }
         if let Some(expected) = &self.content_type
-            && !content_type.trim_start().to_ascii_lowercase().starts_with(expected.as_str())
+            && !content_type
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with(expected.as_str())
         {
             return None;
         }
@@ -513,7 +530,10 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("250ms").ok(), Some(TimeDelta::milliseconds(250)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(TimeDelta::milliseconds(250))
+        );
         assert_eq!(parse_duration("5s").ok(), Some(TimeDelta::seconds(5)));
         assert_eq!(parse_duration("2m").ok(), Some(TimeDelta::seconds(120)));
         assert_eq!(parse_duration("3").ok(), Some(TimeDelta::seconds(3)));
@@ -524,7 +544,10 @@ mod tests {
     #[test]
     fn the_shipped_default_rules_compile() {
         let rules = Rules::default_rules().expect("default.toml compiles");
-        let (template, _) = rules.route(&http::Method::GET, "/v1/sms/0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a");
+        let (template, _) = rules.route(
+            &http::Method::GET,
+            "/v1/sms/0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a",
+        );
         assert_eq!(template, "GET /v1/sms/{id}");
     }
 
@@ -538,7 +561,10 @@ mod tests {
     fn unknown_routes_get_a_guessed_template() {
         let rules = Rules::empty();
         assert_eq!(
-            rules.route_template(&http::Method::DELETE, "/v1/things/507f1f77bcf86cd799439011?x=1"),
+            rules.route_template(
+                &http::Method::DELETE,
+                "/v1/things/507f1f77bcf86cd799439011?x=1"
+            ),
             "DELETE /v1/things/{id}"
         );
     }
@@ -553,7 +579,10 @@ mod tests {
             replace: None,
         })
         .expect("compiles");
-        assert_eq!(n.normalise("/v1/sms/507f1f77bcf86cd799439011"), "/v1/sms/{id}");
+        assert_eq!(
+            n.normalise("/v1/sms/507f1f77bcf86cd799439011"),
+            "/v1/sms/{id}"
+        );
         assert_eq!(
             n.normalise("https://api.example/v1/sms/0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a"),
             "https://api.example/v1/sms/{id}"

@@ -234,7 +234,11 @@ mod tests {
 
     #[test]
     fn star_matches_one_segment_and_double_star_any_depth() {
-        let path = [PathSeg::Key("a"), PathSeg::Index(3), PathSeg::Key("created_at")];
+        let path = [
+            PathSeg::Key("a"),
+            PathSeg::Index(3),
+            PathSeg::Key("created_at"),
+        ];
         assert!(p("/a/*/created_at").matches(&path));
         assert!(p("/**/created_at").matches(&path));
         assert!(p("/**/*_at").matches(&path));

@@ -58,7 +58,8 @@ pub fn is_ulid(s: &str) -> bool {
         && matches!(b[0], b'0'..=b'7')
         && b.iter().all(|c| {
             let c = c.to_ascii_uppercase();
-            c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, b'I' | b'L' | b'O' | b'U'))
+            c.is_ascii_digit()
+                || (c.is_ascii_uppercase() && !matches!(c, b'I' | b'L' | b'O' | b'U'))
         })
 }
 
@@ -90,7 +91,9 @@ pub fn id_kind(s: &str) -> Option<Generated> {
         let (prefix, tail) = s.rsplit_once(['_', '-', ':'])?;
         let prefix_ok = !prefix.is_empty()
             && prefix.len() <= 16
-            && prefix.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+            && prefix
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_');
         (prefix_ok && (is_ulid(tail) || is_object_id(tail) || is_hex_id(tail) || is_uuid(tail)))
             .then_some(Generated::PrefixedId)
     }
@@ -135,16 +138,35 @@ mod tests {
 
     #[test]
     fn recognises_the_legacy_and_orchestrator_id_formats() {
-        assert_eq!(id_kind("0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a"), Some(Generated::Uuid));
-        assert_eq!(id_kind("507f1f77bcf86cd799439011"), Some(Generated::ObjectId));
+        assert_eq!(
+            id_kind("0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a"),
+            Some(Generated::Uuid)
+        );
+        assert_eq!(
+            id_kind("507f1f77bcf86cd799439011"),
+            Some(Generated::ObjectId)
+        );
         assert_eq!(id_kind("01ARZ3NDEKTSV4RRFFQ69G5FAV"), Some(Generated::Ulid));
-        assert_eq!(id_kind("msg_01ARZ3NDEKTSV4RRFFQ69G5FAV"), Some(Generated::PrefixedId));
-        assert_eq!(id_kind("4bf92f3577b34da6a3ce929d0e0e4736"), Some(Generated::HexId));
+        assert_eq!(
+            id_kind("msg_01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            Some(Generated::PrefixedId)
+        );
+        assert_eq!(
+            id_kind("4bf92f3577b34da6a3ce929d0e0e4736"),
+            Some(Generated::HexId)
+        );
     }
 
     #[test]
     fn ordinary_words_are_not_ids() {
-        for s in ["accepted", "Acme", "order-8812", "GSM-7", "", "+447700900123"] {
+        for s in [
+            "accepted",
+            "Acme",
+            "order-8812",
+            "GSM-7",
+            "",
+            "+447700900123",
+        ] {
             assert_eq!(id_kind(s), None, "{s}");
         }
     }

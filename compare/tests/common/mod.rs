@@ -108,7 +108,12 @@ fn rand_u128() -> u128 {
     rand::random()
 }
 
-fn json_response(flavour: Flavour, status: StatusCode, body: Value, location: Option<String>) -> Response {
+fn json_response(
+    flavour: Flavour,
+    status: StatusCode,
+    body: Value,
+    location: Option<String>,
+) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     let content_type = match flavour {
@@ -118,7 +123,12 @@ fn json_response(flavour: Flavour, status: StatusCode, body: Value, location: Op
     headers.insert(header::CONTENT_TYPE, content_type.parse().expect("static"));
     if flavour == Flavour::Legacy {
         headers.insert("x-powered-by", "Express".parse().expect("static"));
-        headers.insert(header::ETAG, format!("W/\"{}\"", rand_u128() % 1000).parse().expect("etag"));
+        headers.insert(
+            header::ETAG,
+            format!("W/\"{}\"", rand_u128() % 1000)
+                .parse()
+                .expect("etag"),
+        );
     }
     if let Some(location) = location.and_then(|l| l.parse().ok()) {
         headers.insert(header::LOCATION, location);
@@ -149,11 +159,26 @@ async fn send(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
         Flavour::Legacy => StatusCode::CREATED,
         Flavour::Orchestrator => StatusCode::ACCEPTED,
     };
-    json_response(state.flavour, status, message, Some(format!("/v1/sms/{id}")))
+    json_response(
+        state.flavour,
+        status,
+        message,
+        Some(format!("/v1/sms/{id}")),
+    )
 }
 
-async fn status(State(state): State<AppState>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
-    record(&state, "GET", format!("/v1/sms/{id}"), &headers, &Bytes::new());
+async fn status(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    record(
+        &state,
+        "GET",
+        format!("/v1/sms/{id}"),
+        &headers,
+        &Bytes::new(),
+    );
     let message = json!({
         "id": id,
         "status": "delivered",
@@ -168,7 +193,13 @@ async fn status(State(state): State<AppState>, UrlPath(id): UrlPath<String>, hea
 }
 
 async fn ping(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    record(&state, "GET", "/v1/ping".to_owned(), &headers, &Bytes::new());
+    record(
+        &state,
+        "GET",
+        "/v1/ping".to_owned(),
+        &headers,
+        &Bytes::new(),
+    );
     json_response(state.flavour, StatusCode::OK, json!({"pong": true}), None)
 }
 
