@@ -549,3 +549,80 @@ async fn with_the_database_down_submits_are_503_with_retry_after_and_nothing_is_
         .unwrap();
     assert_eq!(n, 2, "exactly the two accepted messages");
 }
+
+/// Validates `instance` against `components.schemas.<name>` of the committed contract.
+fn conforms(name: &str, instance: &Value) {
+    let doc: Value = contract_json(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../orchestrator/openapi.yaml"),
+        )
+        .unwrap(),
+    );
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": format!("#/components/schemas/{name}"),
+        "components": doc["components"],
+    });
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name} does not match the contract: {errors:?}\n{instance}"
+    );
+}
+
+/// The contract document as JSON, parsed the way the service parses it.
+fn contract_json(yaml: &str) -> Value {
+    let contract = orchestrator::contract::Contract::from_yaml(yaml).unwrap();
+    serde_json::from_slice(contract.document_json()).unwrap()
+}
+
+#[tokio::test]
+async fn every_answer_matches_the_contracts_response_schemas() {
+    let app = TestApp::embedded().await;
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let sent: Value = app
+        .send(
+            &json!({"to": "+447700900123", "from": "Acme", "body": "x", "reference": "r",
+                    "callback_url": "https://cb.example/x", "schedule_at": soon,
+                    "validity_period": 600, "metadata": {"k": "v"}}),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    conforms("Message", &sent);
+    let got: Value = app
+        .get(sent["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    conforms("MessageStatus", &got);
+    let bulk: Value = app
+        .bulk(
+            &json!({"messages": [{"to": "+447700900123", "from": "Acme", "body": "x"}, {"to": "x"}]}),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    conforms("BulkResponse", &bulk);
+    let bad: Value = app.send(&json!({}), None).await.json().await.unwrap();
+    conforms("Problem", &bad);
+    let ready: Value = app
+        .http
+        .get(format!("{}/readyz", app.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    conforms("Readiness", &ready);
+}
