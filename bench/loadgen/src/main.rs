@@ -1,0 +1,213 @@
+//! `loadgen`: drives `POST /v1/sms/send` (or `GET /v1/sms/{id}`) the way
+//! production clients do and `wrk` cannot: every request with its own
+//! Idempotency-Key and, optionally, a freshly minted token.
+//!
+//! * closed loop (`--clients N`, no `--rate`): N clients back to back, for
+//!   peak throughput;
+//! * open loop (`--rate R`): requests are *scheduled* at a fixed rate and
+//!   latency is measured from the scheduled instant, so a stalled server
+//!   is charged for the queue it causes (no coordinated omission).
+//!
+//! Prints one table row (and `--json` a machine-readable line).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+
+#[derive(Debug, Parser)]
+#[command(about, long_about = None, after_help = "Example: loadgen --url http://127.0.0.1:8080 --secret $JWT_HS256_SECRET --clients 16 --duration 10s")]
+struct Args {
+    /// Base URL of the orchestrator.
+    #[arg(long)]
+    url: String,
+    /// HS256 secret the orchestrator trusts (tokens are minted with it).
+    #[arg(long, env = "JWT_HS256_SECRET", hide_env_values = true)]
+    secret: String,
+    #[arg(long, default_value = "bench")]
+    tenant: String,
+    /// Concurrent clients (closed loop) or connections (open loop).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Open loop at this many requests per second; unset: closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// `send` or `get` (GETs read messages created in a warm-up).
+    #[arg(long, default_value = "send")]
+    mode: String,
+    /// Mint a new token for every request (as many distinct clients would).
+    #[arg(long)]
+    fresh_tokens: bool,
+    /// Print a JSON line too.
+    #[arg(long)]
+    json: bool,
+    /// Label of the row.
+    #[arg(long, default_value = "orchestrator")]
+    label: String,
+}
+
+struct Shared {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Arc::new(Args::parse());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let token =
+        orchestrator::auth::mint_dev_token(&args.secret, &args.tenant, Duration::from_secs(3600))?;
+    let ids = Arc::new(if args.mode == "get" {
+        warm_up(&client, &args, &token, 200).await?
+    } else {
+        Vec::new()
+    });
+    let shared = Arc::new(Mutex::new(Shared {
+        hist: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        ok: 0,
+        errors: 0,
+    }));
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    let mut tasks = Vec::new();
+    for worker in 0..args.clients {
+        let (args, client, token, ids, shared) = (
+            args.clone(),
+            client.clone(),
+            token.clone(),
+            ids.clone(),
+            shared.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n: u64 = 0;
+            loop {
+                // Open loop: request k of this worker is due at a fixed instant.
+                let scheduled = match args.rate {
+                    Some(rate) => {
+                        let per_worker = rate / args.clients as f64;
+                        let at = start + Duration::from_secs_f64(n as f64 / per_worker);
+                        if at >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        now
+                    }
+                };
+                n += 1;
+                let ok = one(&client, &args, &token, &ids, worker, n).await;
+                let micros = u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let mut s = shared.lock().await;
+                let _ = s.hist.record(micros.max(1));
+                if ok { s.ok += 1 } else { s.errors += 1 }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let s = shared.lock().await;
+    let ms = |q: f64| s.hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        args.label,
+        args.mode,
+        args.rate
+            .map_or(format!("closed c={}", args.clients), |r| format!(
+                "open {r}/s"
+            )),
+        s.ok as f64 / elapsed,
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        s.hist.max() as f64 / 1000.0,
+        s.errors
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"label": args.label, "mode": args.mode, "rps": s.ok as f64 / elapsed,
+                "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": s.hist.max() as f64 / 1000.0,
+                "ok": s.ok, "errors": s.errors})
+        );
+    }
+    Ok(())
+}
+
+async fn one(
+    client: &reqwest::Client,
+    args: &Args,
+    token: &str,
+    ids: &[String],
+    worker: usize,
+    n: u64,
+) -> bool {
+    let fresh;
+    let token = if args.fresh_tokens {
+        fresh = orchestrator::auth::mint_dev_token(
+            &args.secret,
+            &args.tenant,
+            Duration::from_secs(600),
+        )
+        .unwrap_or_default();
+        fresh.as_str()
+    } else {
+        token
+    };
+    let request = if args.mode == "get" {
+        let id = &ids[(n as usize + worker) % ids.len().max(1)];
+        client.get(format!("{}/v1/sms/{id}", args.url))
+    } else {
+        client
+            .post(format!("{}/v1/sms/send", args.url))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .header("content-type", "application/json")
+            .body(r#"{"to":"+447700900123","from":"Acme","body":"Your code is 123456"}"#)
+    };
+    match request
+        .bearer_auth(token)
+        .header("X-Tenant-Id", &args.tenant)
+        .send()
+        .await
+    {
+        Ok(r) => r.status().is_success(),
+        Err(_) => false,
+    }
+}
+
+async fn warm_up(
+    client: &reqwest::Client,
+    args: &Args,
+    token: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let v: serde_json::Value = client
+            .post(format!("{}/v1/sms/send", args.url))
+            .bearer_auth(token)
+            .header("X-Tenant-Id", &args.tenant)
+            .json(&serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "warm"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(v["id"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(ids)
+}
