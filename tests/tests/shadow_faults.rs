@@ -183,12 +183,12 @@ async fn a_body_over_the_cap_is_not_mirrored_whether_sized_or_chunked() {
         .await
         .expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut request = format!(
+    let mut request =
         "POST /v1/sms/send HTTP/1.1\r\nHost: sms.example.com\r\nAuthorization: Bearer t\r\n\
          X-Tenant-Id: acme\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
          Connection: close\r\n\r\n"
-    )
-    .into_bytes();
+            .as_bytes()
+            .to_vec();
     for chunk in body.chunks(400) {
         request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         request.extend_from_slice(chunk);

@@ -88,11 +88,17 @@ struct App {
     cli: Arc<Cli>,
     messages: Arc<Mutex<HashMap<String, Stored>>>,
     /// (tenant, route, key) → the first response, replayed byte for byte.
-    idempotency: Arc<Mutex<HashMap<(String, &'static str, String), Saved>>>,
+    idempotency: Arc<Mutex<Replays>>,
     nats: Option<async_nats::Client>,
     counter: Arc<AtomicU32>,
     machine: [u8; 5],
 }
+
+/// (tenant, route, Idempotency-Key) → the first answer.
+type Replays = HashMap<(String, &'static str, String), Saved>;
+
+/// An error answer, boxed (a `Response` is large).
+type Rejection = Box<Response>;
 
 #[derive(Clone)]
 struct Stored {
@@ -180,6 +186,10 @@ fn nest_error(status: StatusCode, message: Value) -> Response {
     express(status, &nest_error_body(status, message), None)
 }
 
+fn reject(status: StatusCode, message: Value) -> Rejection {
+    Box::new(nest_error(status, message))
+}
+
 fn nest_error_body(status: StatusCode, message: Value) -> Value {
     json!({
         "statusCode": status.as_u16(),
@@ -208,7 +218,7 @@ impl App {
 
     /// Checks the bearer token and the tenant header like the gateway's
     /// guards did. `Err` is the response to send.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<String, Response> {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<String, Rejection> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -218,14 +228,14 @@ impl App {
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| nest_error(StatusCode::UNAUTHORIZED, json!("Unauthorized")))?;
+            .ok_or_else(|| reject(StatusCode::UNAUTHORIZED, json!("Unauthorized")))?;
         let tenant = headers
             .get("x-tenant-id")
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                nest_error(
+                reject(
                     StatusCode::BAD_REQUEST,
                     json!(["x-tenant-id should not be empty"]),
                 )
@@ -236,12 +246,9 @@ impl App {
             let key = HS256Key::from_bytes(secret.as_bytes());
             let claims = key
                 .verify_token::<Map<String, Value>>(token, None)
-                .map_err(|_| nest_error(StatusCode::UNAUTHORIZED, json!("Unauthorized")))?;
+                .map_err(|_| reject(StatusCode::UNAUTHORIZED, json!("Unauthorized")))?;
             if claims.custom.get("tenant_id").and_then(Value::as_str) != Some(tenant.as_str()) {
-                return Err(nest_error(
-                    StatusCode::FORBIDDEN,
-                    json!("Forbidden resource"),
-                ));
+                return Err(reject(StatusCode::FORBIDDEN, json!("Forbidden resource")));
             }
         }
         Ok(tenant)
@@ -375,14 +382,14 @@ fn validate(
     Ok((view, body.as_str().to_owned()))
 }
 
-fn parse_body(body: &Bytes) -> Result<Map<String, Value>, Response> {
+fn parse_body(body: &Bytes) -> Result<Map<String, Value>, Rejection> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(nest_error(
+        Ok(_) => Err(reject(
             StatusCode::BAD_REQUEST,
             json!(["body must be an object"]),
         )),
-        Err(_) => Err(nest_error(
+        Err(_) => Err(reject(
             StatusCode::BAD_REQUEST,
             json!("Unexpected token in JSON at position 0"),
         )),
@@ -457,14 +464,14 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
     tokio::time::sleep(app.cli.delay).await;
     let tenant = match app.authenticate(&headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(replay) = app.replay(&tenant, "send", &headers) {
         return replay;
     }
     let item = match parse_body(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (view, text) = match validate(&item, app.cli.max_segments) {
         Ok(v) => v,
@@ -498,14 +505,14 @@ async fn bulk(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
     tokio::time::sleep(app.cli.delay).await;
     let tenant = match app.authenticate(&headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(replay) = app.replay(&tenant, "bulk", &headers) {
         return replay;
     }
     let request = match parse_body(&body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(items) = request
         .get("messages")
@@ -585,7 +592,7 @@ async fn status(State(app): State<App>, headers: HeaderMap, Path(id): Path<Strin
     tokio::time::sleep(app.cli.delay).await;
     let tenant = match app.authenticate(&headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let found = app
         .messages
