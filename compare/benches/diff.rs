@@ -122,6 +122,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(differ.diff(black_box(&differs))))
     });
 
+    // For scale: what parsing one body into a serde_json::Value costs (a
+    // naive differ pays it twice per exchange).
+    group.bench_function("reference_serde_value_parse_1kb", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(&legacy)).ok()))
+    });
+
     // What the mirror proxy does per exchange before writing: diff, redact,
     // serialise one JSONL line.
     let redactor = Redactor::new(b"bench-key");
