@@ -43,6 +43,8 @@ pub struct EventsConfig {
     pub sampled: bool,
     /// Stop after this many pairs (None: until shutdown).
     pub max_pairs: Option<u64>,
+    /// Most events waiting for a partner at once (memory bound).
+    pub max_pending: usize,
 }
 
 impl Default for EventsConfig {
@@ -56,6 +58,7 @@ impl Default for EventsConfig {
             window: Duration::from_secs(30),
             sampled: false,
             max_pairs: None,
+            max_pending: 100_000,
         }
     }
 }
@@ -116,6 +119,7 @@ pub enum Paired {
 #[derive(Debug)]
 pub struct Pairer {
     window: Duration,
+    max_pending: usize,
     pending: HashMap<String, (Side, Event)>,
     /// Arrival order, for expiry; entries whose key was already paired are
     /// skipped when they come up.
@@ -123,9 +127,12 @@ pub struct Pairer {
 }
 
 impl Pairer {
-    pub fn new(window: Duration) -> Self {
+    /// `max_pending` bounds memory when one side stops publishing: beyond
+    /// it the oldest waiting events expire early.
+    pub fn new(window: Duration, max_pending: usize) -> Self {
         Self {
             window,
+            max_pending: max_pending.max(1),
             pending: HashMap::new(),
             order: VecDeque::new(),
         }
@@ -156,11 +163,14 @@ impl Pairer {
         }
     }
 
-    /// Removes and returns the events that waited longer than the window.
+    /// Removes and returns the events that waited longer than the window
+    /// (or that must go because more than `max_pending` are waiting).
     pub fn expire(&mut self, now: Instant) -> Vec<(String, Side, Event)> {
         let mut expired = Vec::new();
         while let Some((arrived, _)) = self.order.front() {
-            if now.saturating_duration_since(*arrived) < self.window {
+            let over_capacity =
+                self.pending.len() > self.max_pending || self.order.len() > 2 * self.max_pending;
+            if !over_capacity && now.saturating_duration_since(*arrived) < self.window {
                 break;
             }
             let Some((arrived, key)) = self.order.pop_front() else {
@@ -215,7 +225,7 @@ impl<'a> EventDiffer<'a> {
         Self {
             differ,
             config,
-            pairer: Pairer::new(config.window),
+            pairer: Pairer::new(config.window, config.max_pending),
             summary: EventsSummary::default(),
         }
     }
@@ -412,4 +422,67 @@ fn nats_headers(headers: Option<&async_nats::HeaderMap>) -> HeaderMap {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: Instant) -> Event {
+        Event {
+            headers: HeaderMap::new(),
+            payload: Bytes::new(),
+            received: at,
+        }
+    }
+
+    #[test]
+    fn pairs_across_sides_and_drops_same_side_duplicates() {
+        let now = Instant::now();
+        let mut pairer = Pairer::new(Duration::from_secs(1), 10);
+        assert!(matches!(
+            pairer.offer(Side::Candidate, "a".into(), event(now)),
+            Paired::Waiting
+        ));
+        assert!(matches!(
+            pairer.offer(Side::Candidate, "a".into(), event(now)),
+            Paired::Duplicate
+        ));
+        assert!(matches!(
+            pairer.offer(Side::Primary, "a".into(), event(now)),
+            Paired::Pair { .. }
+        ));
+        assert_eq!(pairer.pending(), 0);
+        // The paired key's arrival entry does not expire anything later.
+        assert!(pairer.expire(now + Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn waiting_events_expire_after_the_window() {
+        let now = Instant::now();
+        let mut pairer = Pairer::new(Duration::from_secs(1), 10);
+        pairer.offer(Side::Primary, "a".into(), event(now));
+        pairer.offer(
+            Side::Primary,
+            "b".into(),
+            event(now + Duration::from_millis(800)),
+        );
+        let expired = pairer.expire(now + Duration::from_millis(1200));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].0, "a");
+        assert_eq!(pairer.pending(), 1);
+    }
+
+    #[test]
+    fn memory_is_bounded_when_one_side_goes_quiet() {
+        let now = Instant::now();
+        let mut pairer = Pairer::new(Duration::from_secs(3600), 100);
+        let mut expired = 0;
+        for i in 0..10_000 {
+            pairer.offer(Side::Primary, format!("k{i}"), event(now));
+            expired += pairer.expire(now).len();
+        }
+        assert!(pairer.pending() <= 100);
+        assert_eq!(expired + pairer.pending(), 10_000);
+    }
 }

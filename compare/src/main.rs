@@ -526,6 +526,7 @@ async fn events_cmd(args: EventsArgs) -> anyhow::Result<ExitCode> {
         window: args.window,
         sampled: args.sampled,
         max_pairs: args.max_pairs,
+        ..EventsConfig::default()
     };
     let differ = Differ::new(rules);
     let mut writer = DiffLogWriter::append(&args.out, redaction)?;

@@ -445,7 +445,10 @@ impl Gate {
                 1 => String::new(),
                 n => format!(" (and {} more)", n - 1),
             };
-            format!("NOT READY: {}{more}", failures.first().map_or("", String::as_str))
+            format!(
+                "NOT READY: {}{more}",
+                failures.first().map_or("", String::as_str)
+            )
         };
         GateResult {
             ready,
