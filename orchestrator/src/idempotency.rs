@@ -249,7 +249,13 @@ impl IdempotencyCache {
         match &self.backend {
             Backend::Local(map) => {
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-                map.insert(key.to_owned(), (entry, Instant::now() + ttl));
+                let now = Instant::now();
+                // Expired entries go in a sweep every 1024 keys, so the
+                // embedded cache stays bounded by the live window.
+                if map.len() % 1024 == 1023 {
+                    map.retain(|_, (_, expires)| *expires > now);
+                }
+                map.insert(key.to_owned(), (entry, now + ttl));
             }
             Backend::Redis(_) => {
                 let _ = self
