@@ -171,31 +171,17 @@ impl Differ {
             walk.compare(&p_body, &c_body);
         }
 
-        let mut record = DiffRecord {
-            schema_version: SCHEMA_VERSION,
-            ts: Utc::now(),
-            route: route.into_owned(),
-            method: display_method(request),
-            correlation_id: request
-                .correlation_id()
-                .or_else(|| correlation_id(&primary.headers))
-                .or_else(|| correlation_id(&candidate.headers))
-                .map(str::to_owned),
-            status,
-            headers,
-            body: walk.diffs,
-            truncated: walk.truncated,
-            envelope,
-            verdict: Verdict::Same,
-            latency_ms: Some(Latency {
-                primary: primary.latency.as_secs_f64() * 1000.0,
-                candidate: candidate.latency.as_secs_f64() * 1000.0,
-            }),
-            request: None,
-            unmatched: None,
-            error: None,
-            redacted: false,
-        };
+        let mut record =
+            self.bare_record(route.into_owned(), request, Some(primary), Some(candidate));
+        record.status = status;
+        record.headers = headers;
+        record.body = walk.diffs;
+        record.truncated = walk.truncated;
+        record.envelope = envelope;
+        record.latency_ms = Some(Latency {
+            primary: primary.latency.as_secs_f64() * 1000.0,
+            candidate: candidate.latency.as_secs_f64() * 1000.0,
+        });
         record.recompute_verdict();
         let keep = match self.keep_request {
             KeepRequest::Never => false,
@@ -218,7 +204,8 @@ impl Differ {
         primary: &RecordedResponse,
         error: String,
     ) -> DiffRecord {
-        let mut record = self.bare_record(request, Some(primary));
+        let route = self.rules.route_template(&request.method, &request.path);
+        let mut record = self.bare_record(route, request, Some(primary), None);
         record.error = Some(error);
         record.recompute_verdict();
         if self.keep_request != KeepRequest::Never && !request.is_event() {
@@ -235,26 +222,32 @@ impl Differ {
         side: Side,
         correlation_id: Option<String>,
     ) -> DiffRecord {
-        let mut record = self.bare_record(request, None);
+        let route = self.rules.route_template(&request.method, &request.path);
+        let mut record = self.bare_record(route, request, None, None);
         record.correlation_id = correlation_id.or(record.correlation_id);
         record.unmatched = Some(side);
         record.recompute_verdict();
         record
     }
 
+    /// A record with no differences yet; the correlation id comes from the
+    /// request, else from either response.
     fn bare_record(
         &self,
+        route: String,
         request: &RecordedRequest,
         primary: Option<&RecordedResponse>,
+        candidate: Option<&RecordedResponse>,
     ) -> DiffRecord {
         DiffRecord {
             schema_version: SCHEMA_VERSION,
             ts: Utc::now(),
-            route: self.rules.route_template(&request.method, &request.path),
+            route,
             method: request.method.as_str().to_owned(),
             correlation_id: request
                 .correlation_id()
-                .or_else(|| primary.and_then(|p| correlation_id(&p.headers)))
+                .or_else(|| primary.and_then(|r| correlation_id(&r.headers)))
+                .or_else(|| candidate.and_then(|r| correlation_id(&r.headers)))
                 .map(str::to_owned),
             status: None,
             headers: Vec::new(),
@@ -269,10 +262,6 @@ impl Differ {
             redacted: false,
         }
     }
-}
-
-fn display_method(request: &RecordedRequest) -> String {
-    request.method.as_str().to_owned()
 }
 
 /// Compares statuses. Returns the status pair (noise set when a rule
