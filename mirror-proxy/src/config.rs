@@ -522,3 +522,64 @@ pub fn dynamic_settings(file: &FileConfig, cli: &Cli) -> Result<DynamicSettings,
         keep_request_always: file.diff.keep_request_always.unwrap_or(false),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("mirror-proxy").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[primary]\naddress = \"127.0.0.1:3000\"\n[shadow]\nurl = \"http://127.0.0.1:8080\"\n\
+             credential = \"from-file\"\nmax_in_flight = 7\n[sampling]\npercent = 50.0\n",
+        )
+        .unwrap();
+        let settings = dynamic_settings(
+            &file,
+            &cli(&["--sample-percent", "10", "--shadow-credential", "flag"]),
+        )
+        .unwrap();
+        assert_eq!(settings.sampling.percent, Some(10.0));
+        let shadow = settings.shadow.unwrap();
+        assert_eq!(shadow.credential, "flag");
+        assert_eq!(shadow.max_in_flight, 7);
+        assert!(shadow.host_suffix);
+    }
+
+    #[test]
+    fn a_shadow_without_credential_or_a_bad_share_is_refused() {
+        let file: FileConfig = toml::from_str(
+            "[primary]\naddress = \"127.0.0.1:3000\"\n[shadow]\nurl = \"http://127.0.0.1:8080\"\n",
+        )
+        .unwrap();
+        assert!(dynamic_settings(&file, &cli(&[])).is_err());
+        let file: FileConfig = toml::from_str(
+            "[primary]\naddress = \"127.0.0.1:3000\"\n[sampling]\npercent = 250.0\n",
+        )
+        .unwrap();
+        assert!(dynamic_settings(&file, &cli(&[])).is_err());
+        assert!(
+            toml::from_str::<FileConfig>("[primary]\nadress = \"x\"\n").is_err(),
+            "typos are errors"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let file: FileConfig = toml::from_str(
+            "[primary]\naddress = \"127.0.0.1:3000\"\n[shadow]\nurl = \"http://127.0.0.1:8080\"\ncredential = \"s3cret-cred\"\n",
+        )
+        .unwrap();
+        let cli = cli(&["--redaction-key", "s3cret-key"]);
+        let text = format!(
+            "{:?} {:?}",
+            static_settings(&file, &cli).unwrap(),
+            dynamic_settings(&file, &cli).unwrap()
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}

@@ -432,7 +432,8 @@ fn chain(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Needed by callers that count an abandoned copy.
+/// Drops a copy that will not be sent (its in-flight slot is released)
+/// and counts why.
 pub fn abandon(copy: Box<PendingCopy>, metrics: &Metrics, reason: DropReason) {
     metrics.drop(reason);
     drop(copy);
