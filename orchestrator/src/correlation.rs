@@ -45,7 +45,7 @@ pub async fn layer(State(metrics): State<Metrics>, mut req: Request, next: Next)
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let method = req.method().clone();
-    let shadow = req.headers().contains_key(crate::shadow::SHADOW_HEADER);
+    let shadow = crate::shadow::is_marked(req.headers());
     let tenant_slot = TenantSlot::default();
     req.extensions_mut().insert(CorrelationId(id.clone()));
     req.extensions_mut().insert(tenant_slot.clone());

@@ -18,8 +18,8 @@ use crate::problem::ApiError;
 pub const SHADOW_HEADER: &str = "x-shadow-request";
 pub const CREDENTIAL_HEADER: &str = "x-shadow-credential";
 
-/// `Ok(true)` for accepted shadow traffic, `Ok(false)` for live traffic.
-pub fn classify(headers: &HeaderMap, secret: Option<&str>) -> Result<bool, ApiError> {
+/// Whether the request carries a shadow marker (credential not checked).
+pub fn is_marked(headers: &HeaderMap) -> bool {
     let header_marked = headers
         .get_all(SHADOW_HEADER)
         .iter()
@@ -29,7 +29,12 @@ pub fn classify(headers: &HeaderMap, secret: Option<&str>) -> Result<bool, ApiEr
         .and_then(|h| h.to_str().ok())
         .map(host_name)
         .is_some_and(|h| h.to_ascii_lowercase().ends_with("-shadow"));
-    if !header_marked && !host_marked {
+    header_marked || host_marked
+}
+
+/// `Ok(true)` for accepted shadow traffic, `Ok(false)` for live traffic.
+pub fn classify(headers: &HeaderMap, secret: Option<&str>) -> Result<bool, ApiError> {
+    if !is_marked(headers) {
         return Ok(false);
     }
     let presented = headers

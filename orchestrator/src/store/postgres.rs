@@ -462,6 +462,8 @@ async fn insert_messages(
     .execute(&mut **tx)
     .await?;
     if !a.outbox.is_empty() {
+        // clock_timestamp(), not now(): the row's age then starts at (almost)
+        // commit, which is what the commit→PubAck latency metric measures.
         let o = &a.outbox;
         let message_ids: Vec<Uuid> = o.iter().map(|e| e.message_id).collect();
         let subjects: Vec<&str> = o.iter().map(|e| e.subject.as_str()).collect();
@@ -472,7 +474,7 @@ async fn insert_messages(
         let payloads: Vec<&[u8]> = o.iter().map(|e| e.payload.as_slice()).collect();
         sqlx::query(
             "INSERT INTO orch.outbox (message_id, subject, headers, payload, created_at, next_attempt_at)
-             SELECT m, s, h, p, now(), now()
+             SELECT m, s, h, p, clock_timestamp(), clock_timestamp()
                FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::bytea[]) WITH ORDINALITY AS t(m, s, h, p, n)
               ORDER BY n",
         )
