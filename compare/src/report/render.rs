@@ -161,6 +161,14 @@ fn nice_ceiling(v: f64) -> f64 {
 
 fn environment() -> Result<Environment<'static>, ReportError> {
     let mut env = Environment::new();
+    // Block tags do not leave their line breaks and indentation behind.
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| ReportError::Template(e.to_string()))?;
+    env.set_syntax(syntax);
     env.add_filter("pct", |rate: f64| percent(rate));
     env.add_filter("ms", |ms: Option<f64>| match ms {
         Some(ms) => format!("{ms:.1} ms"),
