@@ -4,8 +4,10 @@
 //! Wilson confidence intervals, the diff rate over time, and the top
 //! differing paths with side-by-side examples and a "copy as curl" for each.
 //! [`Gate`] decides readiness (per route and overall: enough samples and a
-//! diff rate at or under the maximum). [`render`] writes HTML (one
-//! self-contained file, inline SVG chart, no network), Markdown and JSON.
+//! diff rate at or under the maximum). [`render_html`] writes one
+//! self-contained HTML file (inline SVG chart, no network),
+//! [`render_markdown`] a change-ticket summary, [`render_json`] the same
+//! data for machines.
 
 mod render;
 

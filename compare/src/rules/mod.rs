@@ -132,7 +132,9 @@ impl Rules {
         }
     }
 
-    /// The route template a request belongs to (see [`Rules::route`]).
+    /// The route template a request belongs to: the most specific section
+    /// that matches, else one guessed from the path (id-like segments as
+    /// `{id}`).
     pub fn route_template(&self, method: &http::Method, path: &str) -> String {
         self.route(method, path).0.into_owned()
     }
