@@ -71,12 +71,7 @@ struct RedactArgs {
 
 impl Output {
     fn rules(&self) -> anyhow::Result<Rules> {
-        match &self.rules {
-            Some(path) => {
-                Rules::load(path).with_context(|| format!("loading rules {}", path.display()))
-            }
-            None => Rules::default_rules().context("compiling the shipped default rules"),
-        }
+        load_rules(self.rules.as_deref())
     }
 
     fn redaction(&self, rules: &Rules) -> anyhow::Result<Redaction> {
@@ -360,6 +355,16 @@ struct CheckRulesArgs {
     file: PathBuf,
 }
 
+/// The rules at `path`, or the shipped defaults.
+fn load_rules(path: Option<&Path>) -> anyhow::Result<Rules> {
+    match path {
+        Some(path) => {
+            Rules::load(path).with_context(|| format!("loading rules {}", path.display()))
+        }
+        None => Rules::default_rules().context("compiling the shipped default rules"),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     compare::rules::parse_duration(text)
         .map_err(|e| e.to_string())
@@ -623,12 +628,7 @@ fn report_cmd(args: ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn learn_noise_cmd(args: LearnNoiseArgs) -> anyhow::Result<ExitCode> {
-    let rules = match &args.rules {
-        Some(path) => {
-            Rules::load(path).with_context(|| format!("loading rules {}", path.display()))?
-        }
-        None => Rules::default_rules()?,
-    };
+    let rules = load_rules(args.rules.as_deref())?;
     let redaction = args.redact.redaction(&rules)?;
     let mut records = difflog::read_all(&args.logs)?;
     // The examples shown come from the records: redact them like a report.
