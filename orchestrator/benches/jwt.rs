@@ -56,12 +56,12 @@ fn authenticate(c: &mut Criterion) {
         }))
         .unwrap();
 
+    let es_token = es.sign(claims()).unwrap();
+    let rsa_token = rsa.sign(claims()).unwrap();
+
     let mut group = c.benchmark_group("authenticate");
-    for (name, token) in [
-        ("ES256", es.sign(claims()).unwrap()),
-        ("RS256", rsa.sign(claims()).unwrap()),
-    ] {
-        let headers = request(&token);
+    for (name, token) in [("ES256", &es_token), ("RS256", &rsa_token)] {
+        let headers = request(token);
         runtime
             .block_on(auth.authenticate(&headers))
             .expect("the benchmark token verifies");
@@ -70,6 +70,31 @@ fn authenticate(c: &mut Criterion) {
                 .iter(|| async { black_box(auth.authenticate(black_box(&headers)).await) })
         });
     }
+    group.finish();
+
+    // The floor: jwt-simple's verification alone, with the same checks, so
+    // the step's own cost is the difference.
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from_strings(&[ISSUER])),
+        allowed_audiences: Some(HashSet::from_strings(&[AUDIENCE])),
+        time_tolerance: Some(Duration::from_secs(60)),
+        ..VerificationOptions::default()
+    };
+    let es_public = es.public_key();
+    let rsa_public = rsa.public_key();
+    let mut group = c.benchmark_group("jwt_simple_verify_only");
+    group.bench_function("ES256", |b| {
+        b.iter(|| {
+            es_public
+                .verify_token::<Map<String, Value>>(black_box(&es_token), Some(options.clone()))
+        })
+    });
+    group.bench_function("RS256", |b| {
+        b.iter(|| {
+            rsa_public
+                .verify_token::<Map<String, Value>>(black_box(&rsa_token), Some(options.clone()))
+        })
+    });
     group.finish();
 }
 
