@@ -10,8 +10,8 @@
 //!   carries `Nats-Msg-Id` = message id, so a republish after an unknown
 //!   outcome (ack timeout, crash after publish) is dropped by the stream's
 //!   duplicate window. That window must exceed the longest gap between two
-//!   publishes of one row: ack timeout (5 s) + lease (30 s) + max backoff
-//!   (30 s) ≈ 65 s. The stream we create uses 5 minutes; the NATS default
+//!   publishes of one row: ack timeout (5 s) + lease (10 s) + max backoff
+//!   (30 s) ≈ 45 s. The stream we create uses 5 minutes; the NATS default
 //!   of 2 minutes is also enough.
 //! * NATS down: the whole batch backs off together (exponential, full
 //!   jitter, capped), so rows go out in creation order when NATS returns.
@@ -33,7 +33,9 @@ use crate::metrics::Metrics;
 use crate::store::{OutboxRow, Store};
 
 /// How long a relay owns the rows it claimed.
-pub const LEASE: Duration = Duration::from_secs(30);
+/// Short, so rows leased by a crashed replica are picked up again soon; long
+/// enough to cover one batch's publishes and their acks ([`ACK_TIMEOUT`]).
+pub const LEASE: Duration = Duration::from_secs(10);
 /// Longest wait for one PubAck.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const BATCH: i64 = 512;

@@ -148,6 +148,7 @@ impl Application {
             state.metrics.clone(),
             stop.clone(),
         ));
+        tasks.spawn(refresh_jwks(state.auth.clone(), stop.clone()));
         if let Some((_, js)) = self.sink.nats() {
             tasks.spawn(crate::status_events::run(
                 js.clone(),
@@ -191,5 +192,24 @@ impl Application {
         let _ = admin.await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often the JWKS is re-read even when no token names an unknown `kid`,
+/// so a key the identity provider withdrew stops verifying.
+const JWKS_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn refresh_jwks(auth: Authenticator, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(JWKS_REFRESH);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = auth.refresh_jwks().await {
+                    tracing::warn!(error = %format!("{e:#}"), "periodic JWKS refresh failed; keeping the cached keys");
+                }
+            }
+            () = stop.cancelled() => return,
+        }
     }
 }

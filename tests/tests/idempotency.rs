@@ -162,8 +162,9 @@ async fn keys_are_scoped_by_tenant_and_body_key_order_does_not_matter() {
     let app = pg_app(&db, Some(redis_url()), &[]).await;
     let a = app.send(&send_body("scoped"), Some("shared")).await;
     let a: Value = a.json().await.unwrap();
+    let other_tenant = integration_tests::unique("other-");
     let other = app
-        .request_as("another-tenant", reqwest::Method::POST, "/v1/sms/send")
+        .request_as(&other_tenant, reqwest::Method::POST, "/v1/sms/send")
         .header("Idempotency-Key", "shared")
         .json(&send_body("scoped"))
         .send()

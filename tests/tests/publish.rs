@@ -33,12 +33,13 @@ fn options(db: &TestDatabase, nats: &NatsNames) -> Options {
 
 /// Waits until `n` messages are on the subject; returns them.
 async fn await_published(nats: &NatsNames, subject: &str, n: usize) -> Vec<(String, Value)> {
-    let found = eventually(Duration::from_secs(30), || async {
+    // Long enough for rows leased by a killed relay to be claimed again.
+    let found = eventually(Duration::from_secs(45), || async {
         let m = stream_messages(&nats.url, &nats.stream, subject).await;
         (m.len() >= n).then_some(m)
     })
     .await;
-    found.unwrap_or_else(|| panic!("{n} messages on {subject} within 30 s"))
+    found.unwrap_or_else(|| panic!("{n} messages on {subject} within 45 s"))
 }
 
 /// All messages once `n` are there and a second has passed for any

@@ -264,6 +264,8 @@ pub(crate) struct Jwks {
     /// one reload instead of each starting their own.
     last_reload: tokio::sync::Mutex<Instant>,
     min_interval: Duration,
+    /// Bumped on every reload; cached verifications from older sets miss.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Jwks {
@@ -276,6 +278,7 @@ impl Jwks {
             keys: RwLock::new(Arc::new(keys)),
             last_reload: tokio::sync::Mutex::new(Instant::now()),
             min_interval,
+            generation: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -286,6 +289,11 @@ impl Jwks {
             "JWKS from {source:?} has no usable RS256, ES256 or EdDSA key with a kid"
         );
         Ok(keys)
+    }
+
+    /// Which key set is current; changes on every reload.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn current(&self) -> Arc<KeySet> {
@@ -304,6 +312,8 @@ impl Jwks {
         let keys = Self::read(&self.source).await?;
         tracing::info!(source = ?self.source, keys = ?keys, "JWKS reloaded");
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 

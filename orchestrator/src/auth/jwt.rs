@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use super::error::{AuthError, invalid, why};
 use super::jwks::{Jwks, VerifyingKey};
+use super::verified_cache::{Entry, VerifiedCache, digest};
 
 /// Registered claims plus everything else, where the tenant claim lives.
 pub(crate) type Claims = JWTClaims<Map<String, Value>>;
@@ -133,6 +134,7 @@ pub(crate) struct TokenVerifier {
     pub(crate) hs256: Option<HS256Key>,
     pub(crate) options: VerificationOptions,
     pub(crate) tenant_claim: TenantClaim,
+    pub(crate) verified: VerifiedCache,
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -149,11 +151,42 @@ impl fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// Verifies `token` and reads its tenant claim.
+    /// Verifies `token` and reads its tenant claim; a token that verified
+    /// before is answered from [`VerifiedCache`] after its time and key
+    /// checks are redone.
     pub(crate) async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid(why::MALFORMED));
         }
+        let key = digest(token);
+        let generation = self.jwks.as_ref().map_or(0, Jwks::generation);
+        let now = jwt_simple::prelude::Clock::now_since_epoch().as_secs();
+        let leeway = self.options.time_tolerance.map_or(0, |d| d.as_secs());
+        if let Some(hit) = self.verified.get(&key, now, leeway, generation) {
+            return Ok(VerifiedToken {
+                tenant: hit.tenant,
+                subject: hit.subject,
+            });
+        }
+        let verified = self.verify_uncached(token).await?;
+        self.verified.insert(
+            key,
+            Entry {
+                tenant: verified.0.tenant.clone(),
+                subject: verified.0.subject.clone(),
+                expires_at: verified.1,
+                not_before: verified.2,
+                generation,
+            },
+        );
+        Ok(verified.0)
+    }
+
+    /// The full check; also returns `exp` and `nbf` (seconds) for the cache.
+    async fn verify_uncached(
+        &self,
+        token: &str,
+    ) -> Result<(VerifiedToken, u64, Option<u64>), AuthError> {
         let metadata = Token::decode_metadata(token).map_err(|_| invalid(why::MALFORMED))?;
         let algorithm =
             Algorithm::from_header(metadata.algorithm()).ok_or(invalid(why::ALG_NOT_ALLOWED))?;
@@ -176,18 +209,22 @@ impl TokenVerifier {
         };
         // jwt-simple checks `exp` only when present; a token that never
         // expires is not one we accept.
-        if claims.expires_at.is_none() {
+        let Some(expires_at) = claims.expires_at else {
             return Err(invalid(why::MISSING_EXP));
-        }
+        };
         let tenant = self
             .tenant_claim
             .read(&claims)
             .ok_or(invalid(why::TENANT_CLAIM_MISSING))?
             .to_owned();
-        Ok(VerifiedToken {
-            tenant,
-            subject: claims.subject,
-        })
+        Ok((
+            VerifiedToken {
+                tenant,
+                subject: claims.subject,
+            },
+            expires_at.as_secs(),
+            claims.invalid_before.map(|t| t.as_secs()),
+        ))
     }
 }
 

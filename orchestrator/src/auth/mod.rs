@@ -35,6 +35,7 @@ mod headers;
 mod jwks;
 mod jwt;
 mod key_auth;
+mod verified_cache;
 
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ pub use self::error::AuthError;
 use self::jwks::{Jwks, JwksSource};
 use self::jwt::{TenantClaim, TokenVerifier};
 use self::key_auth::KeyAuth;
+use self::verified_cache::VerifiedCache;
 use crate::domain::TenantId;
 
 /// The claim that carries the tenant unless configured otherwise.
@@ -258,6 +260,7 @@ impl Authenticator {
                     hs256,
                     options,
                     tenant_claim,
+                    verified: VerifiedCache::default(),
                 },
                 key_auth,
             }),
