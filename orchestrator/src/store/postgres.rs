@@ -58,61 +58,53 @@ impl PgStore {
         Ok(())
     }
 
+    /// One statement, one round trip: the key, the messages, their history
+    /// and their outbox rows are data-modifying CTEs of a single `INSERT`
+    /// (atomic on its own), and the rows are written only if the key was
+    /// taken. Postgres delivers the `pg_notify` at commit.
     pub async fn accept(&self, a: &Acceptance) -> Result<AcceptOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(idem) = &a.idempotency {
-            let taken = sqlx::query(
-                "INSERT INTO orch.idempotency_keys
-                   (tenant_id, scope, key, fingerprint, response_status, response_headers,
-                    response_body, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (tenant_id, scope, key) DO UPDATE SET
-                    fingerprint = EXCLUDED.fingerprint,
-                    response_status = EXCLUDED.response_status,
-                    response_headers = EXCLUDED.response_headers,
-                    response_body = EXCLUDED.response_body,
-                    created_at = EXCLUDED.created_at,
-                    expires_at = EXCLUDED.expires_at
-                 WHERE orch.idempotency_keys.expires_at <= EXCLUDED.created_at",
-            )
-            .bind(&idem.tenant)
-            .bind(&idem.scope)
-            .bind(&idem.key)
-            .bind(&idem.fingerprint)
-            .bind(i16::try_from(idem.response.status).unwrap_or(i16::MAX))
-            .bind(sqlx::types::Json(&idem.response.headers))
-            .bind(&idem.response.body)
-            .bind(idem.created_at)
-            .bind(idem.expires_at)
-            .execute(&mut *tx)
-            .await;
-            match taken {
-                Ok(r) if r.rows_affected() == 1 => {}
-                Ok(_) => {
-                    tx.rollback().await?;
-                    return Ok(
-                        match self
-                            .find_idempotency(&idem.tenant, &idem.scope, &idem.key, idem.created_at)
-                            .await?
-                        {
-                            Some(existing) => AcceptOutcome::KeyExists(existing),
-                            None => AcceptOutcome::KeyBusy,
-                        },
-                    );
-                }
-                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
-                    return Ok(AcceptOutcome::KeyBusy);
-                }
-                Err(e) => return Err(e.into()),
+        // Built once from constants (no request data): safe to send as is.
+        let sql: &'static str = if a.idempotency.is_some() {
+            ACCEPT_KEYED.as_str()
+        } else {
+            ACCEPT_UNKEYED.as_str()
+        };
+        let query = bind_acceptance(sqlx::query_scalar::<_, i64>(sql), a);
+        let query = match &a.idempotency {
+            Some(idem) => query
+                .bind(&idem.tenant)
+                .bind(&idem.scope)
+                .bind(&idem.key)
+                .bind(&idem.fingerprint)
+                .bind(i16::try_from(idem.response.status).unwrap_or(i16::MAX))
+                .bind(sqlx::types::Json(&idem.response.headers))
+                .bind(&idem.response.body)
+                .bind(idem.created_at)
+                .bind(idem.expires_at),
+            None => query,
+        };
+        match query.fetch_one(&self.pool).await {
+            Ok(taken) if taken > 0 => Ok(AcceptOutcome::Accepted),
+            Ok(_) => {
+                let idem = a.idempotency.as_ref().ok_or_else(|| {
+                    StoreError::Other(anyhow::anyhow!("unkeyed acceptance wrote nothing"))
+                })?;
+                Ok(
+                    match self
+                        .find_idempotency(&idem.tenant, &idem.scope, &idem.key, idem.created_at)
+                        .await?
+                    {
+                        Some(existing) => AcceptOutcome::KeyExists(existing),
+                        None => AcceptOutcome::KeyBusy,
+                    },
+                )
             }
+            // lock_not_available: a twin holds the key past lock_timeout.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+                Ok(AcceptOutcome::KeyBusy)
+            }
+            Err(e) => Err(e.into()),
         }
-        insert_messages(&mut tx, a).await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(AcceptOutcome::Accepted)
     }
 
     pub async fn find_idempotency(
@@ -390,102 +382,108 @@ impl PgStore {
     }
 }
 
-/// Inserts the messages, their first history entry and their outbox rows
-/// with one statement each (arrays + `unnest`), whatever the batch size.
-async fn insert_messages(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    a: &Acceptance,
-) -> Result<(), StoreError> {
-    if a.messages.is_empty() {
-        return Ok(());
-    }
+/// The rows of an acceptance as arrays: `$1`–`$15` messages, `$16`–`$19`
+/// outbox, `$20` the notify channel; `$21`–`$29` the idempotency record.
+const ACCEPT_ROWS: &str = "
+  m AS (
+    INSERT INTO orch.messages
+      (id, tenant_id, shadow, status, to_number, sender, body, encoding, segments, reference,
+       callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, updated_at)
+    SELECT id, tenant, shadow, 'accepted', to_number, sender, body, encoding, segments, reference,
+           callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, created_at
+      FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],
+                  $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::int[],
+                  $13::jsonb[], $14::text[], $15::timestamptz[])
+        AS t(id, tenant, shadow, to_number, sender, body, encoding, segments, reference,
+             callback_url, schedule_at, validity_period, metadata, correlation_id, created_at)
+     WHERE {taken}
+    RETURNING id, created_at),
+  h AS (
+    INSERT INTO orch.message_status_history (message_id, status, at)
+    SELECT id, 'accepted', created_at FROM m),
+  o AS (
+    -- clock_timestamp(), not now(): the row's age then starts at (almost)
+    -- commit, which is what the commit→PubAck latency metric measures.
+    INSERT INTO orch.outbox (message_id, subject, headers, payload, created_at, next_attempt_at)
+    SELECT m_id, s, hd, p, clock_timestamp(), clock_timestamp()
+      FROM unnest($16::uuid[], $17::text[], $18::jsonb[], $19::bytea[]) WITH ORDINALITY
+        AS t(m_id, s, hd, p, n)
+     WHERE {taken}
+     ORDER BY n)";
+
+static ACCEPT_UNKEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH {} SELECT 1::int8 FROM (SELECT pg_notify($20, '')) AS notified",
+        ACCEPT_ROWS.replace("{taken}", "true")
+    )
+});
+
+static ACCEPT_KEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH k AS (
+            INSERT INTO orch.idempotency_keys
+              (tenant_id, scope, key, fingerprint, response_status, response_headers,
+               response_body, created_at, expires_at)
+            VALUES ($21, $22, $23, $24, $25, $26, $27, $28, $29)
+            ON CONFLICT (tenant_id, scope, key) DO UPDATE SET
+               fingerprint = EXCLUDED.fingerprint,
+               response_status = EXCLUDED.response_status,
+               response_headers = EXCLUDED.response_headers,
+               response_body = EXCLUDED.response_body,
+               created_at = EXCLUDED.created_at,
+               expires_at = EXCLUDED.expires_at
+            WHERE orch.idempotency_keys.expires_at <= EXCLUDED.created_at
+            RETURNING 1 AS taken),
+         {}
+         SELECT (SELECT count(*) FROM k) FROM (SELECT pg_notify($20, '')) AS notified",
+        ACCEPT_ROWS.replace("{taken}", "EXISTS (SELECT 1 FROM k)")
+    )
+});
+
+type AcceptQuery<'q> =
+    sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>;
+
+/// Binds `$1`–`$20`: whatever the batch size, one statement.
+fn bind_acceptance<'q>(query: AcceptQuery<'q>, a: &'q Acceptance) -> AcceptQuery<'q> {
     let m = &a.messages;
-    let ids: Vec<Uuid> = m.iter().map(|m| m.id).collect();
-    let tenants: Vec<&str> = m.iter().map(|m| m.tenant.as_str()).collect();
-    let shadows: Vec<bool> = m.iter().map(|m| m.shadow).collect();
-    let tos: Vec<&str> = m.iter().map(|m| m.to.as_str()).collect();
-    let froms: Vec<&str> = m.iter().map(|m| m.from.as_str()).collect();
-    let bodies: Vec<&str> = m.iter().map(|m| m.body.as_str()).collect();
-    let encodings: Vec<&str> = m.iter().map(|m| m.body.encoding().as_str()).collect();
-    let segments: Vec<i32> = m
-        .iter()
-        .map(|m| i32::try_from(m.body.segments()).unwrap_or(i32::MAX))
-        .collect();
-    let references: Vec<Option<&str>> = m.iter().map(|m| m.reference.as_deref()).collect();
-    let callbacks: Vec<Option<&str>> = m.iter().map(|m| m.callback_url.as_deref()).collect();
-    let schedules: Vec<Option<DateTime<Utc>>> = m.iter().map(|m| m.schedule_at).collect();
-    let validities: Vec<Option<i32>> = m
-        .iter()
-        .map(|m| m.validity_period.and_then(|v| i32::try_from(v).ok()))
-        .collect();
-    let metadata: Vec<Option<serde_json::Value>> = m
-        .iter()
-        .map(|m| m.metadata.clone().map(serde_json::Value::Object))
-        .collect();
-    let correlations: Vec<&str> = m.iter().map(|m| m.correlation_id.as_str()).collect();
-    let created: Vec<DateTime<Utc>> = m.iter().map(|m| m.created_at).collect();
-    sqlx::query(
-        "INSERT INTO orch.messages
-           (id, tenant_id, shadow, status, to_number, sender, body, encoding, segments, reference,
-            callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, updated_at)
-         SELECT id, tenant, shadow, 'accepted', to_number, sender, body, encoding, segments, reference,
-                callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, created_at
-           FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],
-                       $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::int[],
-                       $13::jsonb[], $14::text[], $15::timestamptz[])
-             AS t(id, tenant, shadow, to_number, sender, body, encoding, segments, reference,
-                  callback_url, schedule_at, validity_period, metadata, correlation_id, created_at)",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&shadows)
-    .bind(&tos)
-    .bind(&froms)
-    .bind(&bodies)
-    .bind(&encodings)
-    .bind(&segments)
-    .bind(&references)
-    .bind(&callbacks)
-    .bind(&schedules)
-    .bind(&validities)
-    .bind(&metadata)
-    .bind(&correlations)
-    .bind(&created)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO orch.message_status_history (message_id, status, at)
-         SELECT id, 'accepted', at FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)",
-    )
-    .bind(&ids)
-    .bind(&created)
-    .execute(&mut **tx)
-    .await?;
-    if !a.outbox.is_empty() {
-        // clock_timestamp(), not now(): the row's age then starts at (almost)
-        // commit, which is what the commit→PubAck latency metric measures.
-        let o = &a.outbox;
-        let message_ids: Vec<Uuid> = o.iter().map(|e| e.message_id).collect();
-        let subjects: Vec<&str> = o.iter().map(|e| e.subject.as_str()).collect();
-        let headers: Vec<serde_json::Value> = o
-            .iter()
-            .map(|e| serde_json::to_value(&e.headers).unwrap_or_default())
-            .collect();
-        let payloads: Vec<&[u8]> = o.iter().map(|e| e.payload.as_slice()).collect();
-        sqlx::query(
-            "INSERT INTO orch.outbox (message_id, subject, headers, payload, created_at, next_attempt_at)
-             SELECT m, s, h, p, clock_timestamp(), clock_timestamp()
-               FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::bytea[]) WITH ORDINALITY AS t(m, s, h, p, n)
-              ORDER BY n",
+    let o = &a.outbox;
+    query
+        .bind(m.iter().map(|m| m.id).collect::<Vec<Uuid>>())
+        .bind(m.iter().map(|m| m.tenant.as_str()).collect::<Vec<&str>>())
+        .bind(m.iter().map(|m| m.shadow).collect::<Vec<bool>>())
+        .bind(m.iter().map(|m| m.to.as_str()).collect::<Vec<&str>>())
+        .bind(m.iter().map(|m| m.from.as_str()).collect::<Vec<&str>>())
+        .bind(m.iter().map(|m| m.body.as_str()).collect::<Vec<&str>>())
+        .bind(m.iter().map(|m| m.body.encoding().as_str()).collect::<Vec<&str>>())
+        .bind(
+            m.iter()
+                .map(|m| i32::try_from(m.body.segments()).unwrap_or(i32::MAX))
+                .collect::<Vec<i32>>(),
         )
-        .bind(&message_ids)
-        .bind(&subjects)
-        .bind(&headers)
-        .bind(&payloads)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+        .bind(m.iter().map(|m| m.reference.as_deref()).collect::<Vec<Option<&str>>>())
+        .bind(m.iter().map(|m| m.callback_url.as_deref()).collect::<Vec<Option<&str>>>())
+        .bind(m.iter().map(|m| m.schedule_at).collect::<Vec<Option<DateTime<Utc>>>>())
+        .bind(
+            m.iter()
+                .map(|m| m.validity_period.and_then(|v| i32::try_from(v).ok()))
+                .collect::<Vec<Option<i32>>>(),
+        )
+        .bind(
+            m.iter()
+                .map(|m| m.metadata.clone().map(serde_json::Value::Object))
+                .collect::<Vec<Option<serde_json::Value>>>(),
+        )
+        .bind(m.iter().map(|m| m.correlation_id.as_str()).collect::<Vec<&str>>())
+        .bind(m.iter().map(|m| m.created_at).collect::<Vec<DateTime<Utc>>>())
+        .bind(o.iter().map(|e| e.message_id).collect::<Vec<Uuid>>())
+        .bind(o.iter().map(|e| e.subject.as_str()).collect::<Vec<&str>>())
+        .bind(
+            o.iter()
+                .map(|e| serde_json::to_value(&e.headers).unwrap_or_default())
+                .collect::<Vec<serde_json::Value>>(),
+        )
+        .bind(o.iter().map(|e| e.payload.as_slice()).collect::<Vec<&[u8]>>())
+        .bind(OUTBOX_CHANNEL)
 }
 
 /// History in lifecycle order; ties on time broken by rank.
