@@ -343,14 +343,7 @@ impl TestApp {
     /// Value of one sample in `/metrics`, by its full series text
     /// (`name{labels}`), or 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.trim().parse::<f64>().ok())
-            })
-            .unwrap_or(0.0)
+        sample(&self.metrics().await, series)
     }
 
     /// Captured stdout log lines so far.
@@ -382,6 +375,18 @@ impl TestApp {
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// Value of one sample in a Prometheus text exposition, by its full series
+/// text (`name{labels}`), or 0 when absent.
+pub fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
 }
 
 /// A valid send body to a fictional UK number.

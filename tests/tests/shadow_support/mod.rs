@@ -237,14 +237,7 @@ impl Proxy {
 
     /// One sample by its full series text (`name{labels}`), 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.trim().parse::<f64>().ok())
-            })
-            .unwrap_or(0.0)
+        integration_tests::sample(&self.metrics().await, series)
     }
 
     /// Waits until `series` reaches `at_least`; returns its value.
