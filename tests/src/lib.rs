@@ -389,6 +389,26 @@ pub fn sample(exposition: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The message id of a `202` send answer (asserts the `202`).
+pub async fn accepted_id(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED, "expected a 202");
+    let body: Value = r.json().await.expect("JSON body");
+    body["id"].as_str().expect("an id").to_owned()
+}
+
+/// The ids of a bulk answer's accepted items.
+pub fn bulk_ids(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A valid send body to a fictional UK number.
 pub fn send_body(text: &str) -> Value {
     serde_json::json!({"to": "+447700900123", "from": "Acme", "body": text})

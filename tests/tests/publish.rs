@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use integration_tests::{
-    NatsNames, Options, PrivateNats, SHADOW_SECRET, TestApp, TestDatabase, eventually, redis_url,
-    send_body, stream_messages,
+    NatsNames, Options, PrivateNats, SHADOW_SECRET, TestApp, TestDatabase, accepted_id, bulk_ids,
+    eventually, redis_url, send_body, stream_messages,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -72,11 +72,7 @@ async fn each_accepted_message_is_published_once_with_a_valid_payload_and_header
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = accepted_id(r).await;
 
     let messages = await_published(&nats, &nats.subject(), 1).await;
     let schema = event_schema();
@@ -136,12 +132,7 @@ async fn a_bulk_of_1000_publishes_1000_events() {
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let body: Value = r.json().await.unwrap();
-    let accepted: HashSet<String> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect();
+    let accepted: HashSet<String> = bulk_ids(&body).into_iter().collect();
     assert_eq!(accepted.len(), 1000);
     let messages = settled(&nats, 1000).await;
     let schema = event_schema();
@@ -153,17 +144,8 @@ async fn submit(app: &TestApp, n: usize, tag: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
     for i in 0..n {
         let r = app.send(&send_body(&format!("{tag} {i}")), None).await;
-        assert_eq!(
-            r.status(),
-            StatusCode::ACCEPTED,
-            "a 202 even while NATS is down"
-        );
-        ids.insert(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        // A 202 even while NATS is down.
+        ids.insert(accepted_id(r).await);
     }
     ids
 }
@@ -221,12 +203,7 @@ async fn a_relay_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
         .json()
         .await
         .unwrap();
-    let accepted: HashSet<String> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect();
+    let accepted: HashSet<String> = bulk_ids(&body).into_iter().collect();
     app.kill().await; // SIGKILL, most likely mid-relay
     let restarted = TestApp::spawn(options(&db, &nats)).await;
     let messages = settled(&nats, 500).await;
@@ -256,13 +233,7 @@ async fn two_replicas_relaying_at_once_never_double_publish() {
             .json()
             .await
             .unwrap();
-        accepted.extend(
-            body["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_owned()),
-        );
+        accepted.extend(bulk_ids(&body));
     }
     let messages = settled(&nats, 500).await;
     assert_exactly_once(&messages, &accepted);
@@ -281,15 +252,7 @@ async fn status_events_are_applied_in_order_tolerantly_and_idempotently() {
     let db = TestDatabase::create().await;
     let nats = NatsNames::fresh();
     let app = TestApp::spawn(options(&db, &nats)).await;
-    let id = app
-        .send(&send_body("status"), None)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = accepted_id(app.send(&send_body("status"), None).await).await;
     await_published(&nats, &nats.subject(), 1).await;
     let client = async_nats::connect(&nats.url).await.unwrap();
     let js = async_nats::jetstream::new(client);
@@ -356,11 +319,7 @@ async fn shadow_traffic_never_reaches_the_real_subject() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let shadow_id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let shadow_id = accepted_id(r).await;
     let shadow = await_published(&nats, &nats.shadow_subject(), 1).await;
     assert_eq!(shadow[0].0, shadow_id);
     // A live message afterwards proves the relay ran past the shadow row.

@@ -276,11 +276,7 @@ async fn bulk_over_the_item_limit_is_rejected() {
 #[tokio::test]
 async fn another_tenants_message_is_a_404_like_an_unknown_id() {
     let app = TestApp::embedded().await;
-    let r = app.send(&send_body("mine"), None).await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = integration_tests::accepted_id(app.send(&send_body("mine"), None).await).await;
     let other = app
         .request_as("other-tenant", Method::GET, &format!("/v1/sms/{id}"))
         .send()
