@@ -16,6 +16,9 @@ done
 export PATH
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sms-orchestrator-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental state is large on disk and of no use to a build that starts
+# from a clean clone.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 log() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -42,6 +45,22 @@ if ! have envoy; then
   export PATH
 fi
 have cargo-nextest || cargo install --locked cargo-nextest
+
+# --- disk -------------------------------------------------------------------
+# A full debug build of the workspace needs about 5 GiB. When the cache's
+# disk runs short, drop what the tests do not need (release builds,
+# benchmark output, incremental state), then the whole cache: a cold build
+# is slower but a full disk fails the run.
+free_gib() { mkdir -p "$CARGO_TARGET_DIR" && df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4/1048576)}'; }
+if [ "$(free_gib)" -lt 12 ]; then
+  log "only $(free_gib) GiB free for $CARGO_TARGET_DIR: dropping release, benchmark and incremental output"
+  rm -rf "$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/criterion" "$CARGO_TARGET_DIR/debug/incremental"
+fi
+if [ "$(free_gib)" -lt 8 ]; then
+  log "still only $(free_gib) GiB free: starting from an empty build cache"
+  rm -rf "$CARGO_TARGET_DIR"
+fi
+log "$(free_gib) GiB free for the build in $CARGO_TARGET_DIR"
 
 # --- 2. services -------------------------------------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -78,5 +97,7 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building every binary"
 cargo build --workspace --bins --locked
+log "deleting JetStream streams left by earlier runs"
+"$CARGO_TARGET_DIR/debug/sweep-test-state"
 log "running every test"
 cargo nextest run --workspace --locked --no-fail-fast

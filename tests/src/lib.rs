@@ -111,6 +111,10 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Every JetStream stream a test makes on a shared server starts with
+/// this; `sweep-test-state` deletes them before a run.
+pub const TEST_STREAM_PREFIX: &str = "ORCH_TEST_";
+
 /// Names for one test's JetStream stream and subjects.
 #[derive(Debug, Clone)]
 pub struct NatsNames {
@@ -128,7 +132,7 @@ impl NatsNames {
         let prefix = unique("t");
         Self {
             url,
-            stream: prefix.to_uppercase(),
+            stream: format!("{TEST_STREAM_PREFIX}{}", prefix.to_uppercase()),
             prefix,
         }
     }
