@@ -8,6 +8,12 @@
 //!   latency is measured from the scheduled instant, so a stalled server
 //!   is charged for the queue it causes (no coordinated omission).
 //!
+//! * bulk (`--mode bulk --bulk-size N`): one client sends N-item
+//!   `POST /v1/sms/bulk` requests one after another; per request it records
+//!   the accept latency and, with `--nats-url`, the time from sending the
+//!   request until the last of its N `sms.outbound.request` events arrived
+//!   on NATS (matched by message id).
+//!
 //! Prints one table row (and `--json` a machine-readable line).
 
 use std::sync::Arc;
@@ -36,9 +42,18 @@ struct Args {
     rate: Option<f64>,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// `send` or `get` (GETs read messages created in a warm-up).
+    /// `send`, `get` (GETs read messages created in a warm-up) or `bulk`.
     #[arg(long, default_value = "send")]
     mode: String,
+    /// Items per bulk request (`--mode bulk`).
+    #[arg(long, default_value_t = 1000)]
+    bulk_size: usize,
+    /// NATS server to watch for the bulk requests' events (`--mode bulk`).
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Subject the orchestrator publishes `sms.outbound.request` on.
+    #[arg(long, default_value = "sms.outbound.request")]
+    nats_subject: String,
     /// Mint a new token for every request (as many distinct clients would).
     #[arg(long)]
     fresh_tokens: bool,
@@ -65,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let token =
         orchestrator::auth::mint_dev_token(&args.secret, &args.tenant, Duration::from_secs(3600))?;
+    if args.mode == "bulk" {
+        return bulk(&client, &args, &token).await;
+    }
     let ids = Arc::new(if args.mode == "get" {
         warm_up(&client, &args, &token, 200).await?
     } else {
@@ -210,4 +228,108 @@ async fn warm_up(
         ids.push(v["id"].as_str().unwrap_or_default().to_owned());
     }
     Ok(ids)
+}
+
+/// Bulk requests back to back, one at a time, so each request's events can
+/// be told apart: accept latency, and request-sent → last event seen.
+async fn bulk(client: &reqwest::Client, args: &Args, token: &str) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut events = match &args.nats_url {
+        Some(url) => Some(
+            async_nats::connect(url)
+                .await?
+                .subscribe(args.nats_subject.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    let item = serde_json::json!({"to": "+447700900123", "body": "Your code is 123456"});
+    let body = serde_json::to_vec(&serde_json::json!({
+        "defaults": {"from": "Acme"},
+        "messages": vec![item; args.bulk_size],
+    }))?;
+    let mut accept = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut published = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < args.duration {
+        let sent = Instant::now();
+        let response = client
+            .post(format!("{}/v1/sms/bulk", args.url))
+            .bearer_auth(token)
+            .header("X-Tenant-Id", &args.tenant)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let answer: serde_json::Value = match response {
+            Ok(r) if r.status().is_success() => r.json().await?,
+            _ => {
+                errors += 1;
+                continue;
+            }
+        };
+        let _ = accept.record(micros(sent.elapsed()));
+        let mut pending: std::collections::HashSet<String> = answer["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        if pending.len() != args.bulk_size {
+            errors += 1;
+            continue;
+        }
+        ok += 1;
+        if let Some(events) = events.as_mut() {
+            let wait = tokio::time::timeout(Duration::from_secs(30), async {
+                while !pending.is_empty() {
+                    let Some(message) = events.next().await else {
+                        break;
+                    };
+                    if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&message.payload)
+                        && let Some(id) = event["id"].as_str()
+                    {
+                        pending.remove(id);
+                    }
+                }
+            })
+            .await;
+            if wait.is_err() || !pending.is_empty() {
+                anyhow::bail!("{} events of a bulk request not seen within 30 s", pending.len());
+            }
+            let _ = published.record(micros(sent.elapsed()));
+        }
+    }
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "| {} | bulk {} | closed c=1 | {} requests | accept p50 {:.1} ms p99 {:.1} ms max {:.1} ms | last event p50 {:.1} ms p99 {:.1} ms max {:.1} ms | {} errors |",
+        args.label,
+        args.bulk_size,
+        ok,
+        ms(&accept, 0.5),
+        ms(&accept, 0.99),
+        accept.max() as f64 / 1000.0,
+        ms(&published, 0.5),
+        ms(&published, 0.99),
+        published.max() as f64 / 1000.0,
+        errors
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"label": args.label, "mode": "bulk", "bulk_size": args.bulk_size,
+                "requests": ok, "errors": errors,
+                "accept_p50_ms": ms(&accept, 0.5), "accept_p99_ms": ms(&accept, 0.99),
+                "accept_max_ms": accept.max() as f64 / 1000.0,
+                "events_p50_ms": ms(&published, 0.5), "events_p99_ms": ms(&published, 0.99),
+                "events_max_ms": published.max() as f64 / 1000.0})
+        );
+    }
+    Ok(())
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }

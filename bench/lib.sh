@@ -1,0 +1,126 @@
+# Shared by the submit benchmarks: source it, then `start_orchestrator`.
+# Builds the release binaries, gives the run its own database, JetStream
+# stream and subjects (deleted on exit, with everything they hold), and
+# starts the orchestrator on the full production path: HS256 JWT, Redis,
+# Postgres, relay to JetStream with PubAck.
+#
+# After start_orchestrator: $API (base URL), $ADMIN (metrics URL base),
+# $ORCH (pid), $BIN (release binaries), $SECRET, $PG, $DB, $SUBJECT.
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sms-orchestrator-target}"
+BIN=$CARGO_TARGET_DIR/release
+PG=postgres://postgres@127.0.0.1:5432
+DB=bench_$$
+SECRET=bench-secret-0123456789abcdef0123456789
+STREAM=BENCH_$$
+SUBJECT=bench$$.sms.outbound.request
+API=http://127.0.0.1:18090
+ADMIN=http://127.0.0.1:19190
+ORCH=
+PGBENCH=$(ls /usr/lib/postgresql/*/bin/pgbench | sort -V | tail -1)
+
+build_release() {
+  cargo build --release -q -p orchestrator -p loadgen -p integration-tests \
+    --bin orchestrator --bin loadgen --bin sweep-test-state
+}
+
+bench_cleanup() {
+  if [ -n "$ORCH" ]; then kill "$ORCH" 2>/dev/null || true; wait "$ORCH" 2>/dev/null || true; fi
+  "$BIN/sweep-test-state" --prefix "$STREAM" >/dev/null 2>&1 || true
+  psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -f "/tmp/bench-times-$$" "/tmp/bench-pgbench-$$" "/tmp/pgbench_insert_$$.sql"
+}
+
+# start_orchestrator [POOL=16]
+start_orchestrator() {
+  local pool=${1:-16}
+  build_release
+  trap bench_cleanup EXIT
+  psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  "$BIN/orchestrator" --listen 127.0.0.1:18090 --admin-listen 127.0.0.1:19190 --submit-api-enabled \
+    --jwt-hs256-secret "$SECRET" --database-url "$PG/$DB" --redis-url redis://127.0.0.1:6379 \
+    --nats-url nats://127.0.0.1:4222 --nats-create-stream --nats-stream "$STREAM" \
+    --nats-stream-subjects "bench$$.>" --nats-subject "$SUBJECT" \
+    --nats-status-subject "bench$$.sms.outbound.status" --nats-status-consumer "bench$$" \
+    --database-max-connections "$pool" >/tmp/bench-orchestrator.log 2>&1 &
+  ORCH=$!
+  for _ in $(seq 1 100); do
+    curl -sf "$ADMIN/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "orchestrator did not become ready; see /tmp/bench-orchestrator.log" >&2
+  return 1
+}
+
+# loadgen_json ARGS...: one loadgen run, its JSON line.
+loadgen_json() {
+  "$BIN/loadgen" --url "$API" --secret "$SECRET" --json "$@" | tail -1
+}
+
+# field JSON NAME [DIGITS=1]
+field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])[sys.argv[2]], int(sys.argv[3])))" "$1" "$2" "${3:-1}"; }
+
+# Peak resident memory of a process so far, MiB (VmHWM).
+peak_rss_mib() { awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# min / median / max of the arguments.
+spread() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+r = sorted(float(x) for x in sys.argv[1:])
+print(f"min {r[0]:g}  median {statistics.median(r):g}  max {r[-1]:g}")
+PY
+}
+
+# The pgbench side of the comparison: a table shaped like orch.messages in
+# the run's database, and one single-row INSERT per transaction.
+pgbench_table() {
+  psql -q "$PG/$DB" <<'SQL'
+CREATE TABLE pgbench_messages (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(), tenant_id text NOT NULL, status text NOT NULL,
+  to_number text NOT NULL, sender text NOT NULL, body text NOT NULL, encoding text NOT NULL,
+  segments int NOT NULL, correlation_id text, created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now());
+SQL
+  cat > "/tmp/pgbench_insert_$$.sql" <<'SQL'
+INSERT INTO pgbench_messages (tenant_id, status, to_number, sender, body, encoding, segments, correlation_id)
+VALUES ('bench', 'accepted', '+447700900123', 'Acme', 'Your code is 123456', 'GSM-7', 1, 'c');
+SQL
+}
+
+# pgbench_run CLIENTS SECONDS: "TPS TRANSACTIONS"
+pgbench_run() {
+  local threads=$(( $1 < 2 ? 1 : 2 ))
+  "$PGBENCH" -n -M prepared -c "$1" -j "$threads" -T "$2" -f "/tmp/pgbench_insert_$$.sql" "$PG/$DB" 2>/dev/null \
+    | awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d", t, n}'
+}
+
+# CPU accounting, to show where a request's cost goes. cpu_snapshot prints
+# "orchestrator postgres redis nats clients" in clock ticks (1/100 s): live
+# processes' utime+stime, plus, for Postgres, what the postmaster has reaped
+# from exited backends (pgbench's connections end with each run), and for
+# the load generators (loadgen, pgbench: children of this shell) bash's
+# `times`.
+cpu_of() { awk '{s=$14+$15} END {print s+0}' "$@" 2>/dev/null || echo 0; }
+cpu_snapshot() {
+  local o p r n c postmaster
+  o=$(cpu_of "/proc/$ORCH/stat")
+  postmaster=$(pgrep -o -x postgres)
+  p=$(( $(for pid in $(pgrep -x postgres); do cpu_of "/proc/$pid/stat"; done | paste -sd+ | bc) \
+      + $(awk '{print $16+$17}' "/proc/$postmaster/stat") ))
+  r=$(cpu_of "/proc/$(pgrep -o -x redis-server)/stat")
+  n=$(cpu_of "/proc/$(pgrep -o -x nats-server)/stat")
+  times >"/tmp/bench-times-$$"   # not in a pipe: a subshell has no children
+  c=$(awk 'NR==2 {gsub(/[ms]/," "); split($0,a," "); print int((a[1]*60+a[2]+a[3]*60+a[4])*100)}' "/tmp/bench-times-$$")
+  echo "$o $p $r $n $c"
+}
+# cpu_per_request BEFORE AFTER REQUESTS: CPU µs per request for each part.
+cpu_per_request() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+before, after, n = sys.argv[1].split(), sys.argv[2].split(), float(sys.argv[3])
+names = ["orchestrator", "postgres", "redis", "nats", "load generator"]
+parts = [(int(a) - int(b)) * 10_000 / n for a, b in zip(after, before)]
+print(" | ".join(f"{name} {us:.0f}" for name, us in zip(names, parts)) + f" | total {sum(parts):.0f}")
+PY
+}
