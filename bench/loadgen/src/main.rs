@@ -297,7 +297,10 @@ async fn bulk(client: &reqwest::Client, args: &Args, token: &str) -> anyhow::Res
             })
             .await;
             if wait.is_err() || !pending.is_empty() {
-                anyhow::bail!("{} events of a bulk request not seen within 30 s", pending.len());
+                anyhow::bail!(
+                    "{} events of a bulk request not seen within 30 s",
+                    pending.len()
+                );
             }
             let _ = published.record(micros(sent.elapsed()));
         }
