@@ -88,10 +88,12 @@ VALUES ('bench', 'accepted', '+447700900123', 'Acme', 'Your code is 123456', 'GS
 SQL
 }
 
-# pgbench_run CLIENTS SECONDS: "TPS TRANSACTIONS"
+# pgbench_run CLIENTS SECONDS [SCRIPT] [PGBENCH ARGS...]: "TPS TRANSACTIONS"
 pgbench_run() {
-  local threads=$(( $1 < 2 ? 1 : 2 ))
-  "$PGBENCH" -n -M prepared -c "$1" -j "$threads" -T "$2" -f "/tmp/pgbench_insert_$$.sql" "$PG/$DB" 2>/dev/null \
+  local c=$1 secs=$2 script=${3:-/tmp/pgbench_insert_$$.sql}
+  shift 2; [ $# -gt 0 ] && shift
+  local threads=$(( c < 2 ? 1 : 2 ))
+  "$PGBENCH" -n -M prepared -c "$c" -j "$threads" -T "$secs" -f "$script" "$@" "$PG/$DB" 2>/dev/null \
     | awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d", t, n}'
 }
 

@@ -5,7 +5,11 @@
 # POST /v1/sms/send path (JWT, schema + domain validation, idempotency with
 # Redis + Postgres, message + outbox commit, relay to JetStream with PubAck),
 # at the same client count, ROUNDS times; prints each pair and the ratio
-# B/A as min / median / max.
+# B/A as min / median / max. A third leg, C, runs the orchestrator's own
+# accepting statement under pgbench (bench/pgbench_accept.sql: key +
+# message + history + outbox rows, one request per transaction): the
+# database's limit for what a submit must write. At the end, C again with
+# 4 and 16 requests per transaction: what group commit could buy.
 #
 #   bench/submit_vs_pgbench.sh [CLIENTS=16] [SECONDS=10] [ROUNDS=5]
 set -euo pipefail
@@ -14,27 +18,36 @@ CLIENTS=${1:-16}; SECS=${2:-10}; ROUNDS=${3:-5}
 . bench/lib.sh
 start_orchestrator "$CLIENTS"
 pgbench_table
-cpu_a=(); cpu_b=()
+cpu_a=(); cpu_b=(); cpu_c=()
 
-ratios=()
-printf '| round | pgbench TPS | orchestrator TPS | ratio |\n|---|---|---|---|\n'
+ratios=(); ratios_c=()
+printf '| round | A: pgbench single-row INSERT TPS | B: orchestrator req/s | C: pgbench accept statement TPS | B/A | B/C |\n|---|---:|---:|---:|---:|---:|\n'
 for r in $(seq 1 "$ROUNDS"); do
   c0=$(cpu_snapshot)
   pgbench_run "$CLIENTS" "$SECS" >"/tmp/bench-pgbench-$$"; read -r a a_n <"/tmp/bench-pgbench-$$"
   c1=$(cpu_snapshot)
   j=$(loadgen_json --clients "$CLIENTS" --duration "${SECS}s")
   c2=$(cpu_snapshot)
+  pgbench_run "$CLIENTS" "$SECS" bench/pgbench_accept.sql -D batch=1 >"/tmp/bench-pgbench-$$"; read -r c c_n <"/tmp/bench-pgbench-$$"
+  c3=$(cpu_snapshot)
   b=$(field "$j" rps)
-  ratio=$(python3 -c "print(round($b/$a,3))")
-  ratios+=("$ratio")
+  ratio=$(python3 -c "print(round($b/$a,3))"); ratios+=("$ratio")
+  ratio_c=$(python3 -c "print(round($b/$c,3))"); ratios_c+=("$ratio_c")
   cpu_a+=("$(cpu_per_request "$c0" "$c1" "$a_n")")
   cpu_b+=("$(cpu_per_request "$c1" "$c2" "$(field "$j" ok 0)")")
-  printf '| %s | %s | %s | %s |\n' "$r" "$a" "$b" "$ratio"
+  cpu_c+=("$(cpu_per_request "$c2" "$c3" "$c_n")")
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$r" "$a" "$b" "$c" "$ratio" "$ratio_c"
 done
-printf '\nratio orchestrator/pgbench: %s\n' "$(spread "${ratios[@]}")"
-printf '\nCPU per request, µs (pgbench: its transactions; orchestrator: its 202s):\n\n| round | side | CPU µs per request by process |\n|---|---|---|\n'
+printf '\nB/A (orchestrator / pgbench single-row INSERT): %s\n' "$(spread "${ratios[@]}")"
+printf 'B/C (orchestrator / pgbench running its accept statement): %s\n' "$(spread "${ratios_c[@]}")"
+printf '\nCPU per request, µs, by process (A, C: per pgbench transaction; B: per 202):\n\n| round | leg | CPU µs per request |\n|---|---|---|\n'
 for i in "${!cpu_a[@]}"; do
-  printf '| %s | pgbench | %s |\n| %s | orchestrator | %s |\n' "$((i+1))" "${cpu_a[$i]}" "$((i+1))" "${cpu_b[$i]}"
+  printf '| %s | A | %s |\n| %s | B | %s |\n| %s | C | %s |\n' "$((i+1))" "${cpu_a[$i]}" "$((i+1))" "${cpu_b[$i]}" "$((i+1))" "${cpu_c[$i]}"
+done
+printf '\nThe accept statement with N requests per transaction (%s clients, %s s):\n\n| requests per transaction | TPS | requests/s |\n|---:|---:|---:|\n' "$CLIENTS" "$SECS"
+for n in 1 4 16; do
+  pgbench_run "$CLIENTS" "$SECS" bench/pgbench_accept.sql -D batch="$n" >"/tmp/bench-pgbench-$$"; read -r t _ <"/tmp/bench-pgbench-$$"
+  printf '| %s | %s | %s |\n' "$n" "$t" "$(python3 -c "print(round($t*$n))")"
 done
 curl -s "$ADMIN/metrics" | grep -E '^orchestrator_publish_duration_seconds_(bucket|count)' > /tmp/bench-publish-latency.txt || true
 echo "commit→PubAck histogram: /tmp/bench-publish-latency.txt"
