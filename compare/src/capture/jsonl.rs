@@ -14,7 +14,8 @@
 //! (see [`CaptureLine::from_exchange`]). Treat capture files as personal
 //! data: restricted permissions, short retention.
 
-use std::path::Path;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -179,53 +180,129 @@ fn response(
     })
 }
 
-/// Parses a JSONL capture.
+/// Parses a JSONL capture held in memory. Lines that are not UTF-8 are
+/// read lossily; blank lines are skipped.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<CapturedRequest>, CaptureError> {
     let text = String::from_utf8_lossy(bytes);
-    let mut out = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line_no = index + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let line: CaptureLine =
-            serde_json::from_str(raw).map_err(|e| invalid(path, line_no, &e.to_string()))?;
-        if line.schema_version != CAPTURE_SCHEMA_VERSION {
-            return Err(invalid(
-                path,
-                line_no,
-                &format!("unsupported schema_version {}", line.schema_version),
-            ));
-        }
-        let mut headers = pairs(&line.request.headers);
-        if let Some(id) = &line.correlation_id
-            && !headers.contains_key("x-correlation-id")
-            && let Ok(value) = http::HeaderValue::from_str(id)
-        {
-            headers.insert("x-correlation-id", value);
-        }
-        if !line.request.path.starts_with('/') {
-            return Err(invalid(path, line_no, "request.path must start with '/'"));
-        }
-        out.push(CapturedRequest {
-            ts: line.ts,
-            request: RecordedRequest {
-                method: method(path, line_no, &line.request.method)?,
-                path: line.request.path.clone(),
-                headers,
-                body: decode_body(path, line_no, &line.request.body, &line.request.body_base64)?,
-            },
-            primary: line
-                .primary
-                .as_ref()
-                .map(|r| response(path, line_no, r))
-                .transpose()?,
-            candidate: line
-                .candidate
-                .as_ref()
-                .map(|r| response(path, line_no, r))
-                .transpose()?,
-        });
+    text.lines()
+        .enumerate()
+        .filter_map(|(index, raw)| parse_line(path, index + 1, raw).transpose())
+        .collect()
+}
+
+/// Parses one line of a JSONL capture; `line_no` counts from 1 and is only
+/// used in errors. A blank line is `Ok(None)`.
+pub fn parse_line(
+    path: &Path,
+    line_no: usize,
+    raw: &str,
+) -> Result<Option<CapturedRequest>, CaptureError> {
+    if raw.trim().is_empty() {
+        return Ok(None);
     }
-    Ok(out)
+    let line: CaptureLine =
+        serde_json::from_str(raw).map_err(|e| invalid(path, line_no, &e.to_string()))?;
+    if line.schema_version != CAPTURE_SCHEMA_VERSION {
+        return Err(invalid(
+            path,
+            line_no,
+            &format!("unsupported schema_version {}", line.schema_version),
+        ));
+    }
+    let mut headers = pairs(&line.request.headers);
+    if let Some(id) = &line.correlation_id
+        && !headers.contains_key("x-correlation-id")
+        && let Ok(value) = http::HeaderValue::from_str(id)
+    {
+        headers.insert("x-correlation-id", value);
+    }
+    if !line.request.path.starts_with('/') {
+        return Err(invalid(path, line_no, "request.path must start with '/'"));
+    }
+    Ok(Some(CapturedRequest {
+        ts: line.ts,
+        request: RecordedRequest {
+            method: method(path, line_no, &line.request.method)?,
+            path: line.request.path.clone(),
+            headers,
+            body: decode_body(path, line_no, &line.request.body, &line.request.body_base64)?,
+        },
+        primary: line
+            .primary
+            .as_ref()
+            .map(|r| response(path, line_no, r))
+            .transpose()?,
+        candidate: line
+            .candidate
+            .as_ref()
+            .map(|r| response(path, line_no, r))
+            .transpose()?,
+    }))
+}
+
+/// Reads a JSONL capture one line at a time, in file order, through one
+/// reused line buffer: memory does not grow with the capture. Lines are
+/// parsed exactly as [`parse`] does (same line numbers in errors, blank
+/// lines skipped, lossy UTF-8). The iterator ends after the first error.
+#[derive(Debug)]
+pub struct JsonlReader<R> {
+    reader: R,
+    path: PathBuf,
+    line_no: usize,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> JsonlReader<R> {
+    /// `path` is only used in errors.
+    pub fn new(reader: R, path: &Path) -> Self {
+        Self {
+            reader,
+            path: path.to_owned(),
+            line_no: 0,
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for JsonlReader<R> {
+    type Item = Result<CapturedRequest, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    self.line_no += 1;
+                    // Line ends as `str::lines` sees them: `\n` or `\r\n`.
+                    let line = match self.buf.strip_suffix(b"\n") {
+                        Some(rest) => rest.strip_suffix(b"\r").unwrap_or(rest),
+                        None => &self.buf[..],
+                    };
+                    // '\n' never occurs inside a UTF-8 sequence, so decoding
+                    // line by line replaces exactly what decoding the whole
+                    // file would.
+                    let text = String::from_utf8_lossy(line);
+                    match parse_line(&self.path, self.line_no, &text) {
+                        Ok(None) => {}
+                        Ok(Some(request)) => return Some(Ok(request)),
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(CaptureError::Read {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            }
+        }
+        None
+    }
 }

@@ -11,6 +11,8 @@ pub mod goreplay;
 pub mod har;
 pub mod jsonl;
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -92,16 +94,88 @@ pub fn read(
         .ok_or_else(|| CaptureError::UnknownFormat {
             path: path.to_owned(),
         })?;
+    parse_all(path, format, &bytes)
+}
+
+/// Parses a whole capture and puts it in capture order.
+fn parse_all(
+    path: &Path,
+    format: CaptureFormat,
+    bytes: &[u8],
+) -> Result<Vec<CapturedRequest>, CaptureError> {
     let mut requests = match format {
-        CaptureFormat::Jsonl => jsonl::parse(path, &bytes)?,
-        CaptureFormat::Har => har::parse(path, &bytes)?,
-        CaptureFormat::Goreplay => goreplay::parse(path, &bytes)?,
+        CaptureFormat::Jsonl => jsonl::parse(path, bytes)?,
+        CaptureFormat::Har => har::parse(path, bytes)?,
+        CaptureFormat::Goreplay => goreplay::parse(path, bytes)?,
     };
     // Stable: requests without a timestamp keep their place.
     if requests.iter().all(|r| r.ts.is_some()) {
         requests.sort_by_key(|r| r.ts);
     }
     Ok(requests)
+}
+
+/// A capture read one request at a time: see [`open`].
+#[derive(Debug)]
+pub enum CaptureStream {
+    /// A JSONL capture, parsed line by line as it is read.
+    Jsonl(jsonl::JsonlReader<BufReader<File>>),
+    /// A HAR or GoReplay capture, parsed whole.
+    Loaded(std::vec::IntoIter<CapturedRequest>),
+}
+
+impl Iterator for CaptureStream {
+    type Item = Result<CapturedRequest, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Jsonl(reader) => reader.next(),
+            Self::Loaded(requests) => requests.next().map(Ok),
+        }
+    }
+}
+
+/// Opens a capture to go through it once, one request at a time (`format`
+/// overrides detection), for consumers that do not need the whole capture at
+/// once (`compare diff`).
+///
+/// A JSONL capture is streamed: memory stays flat whatever its size, and
+/// the first error (with its line number) comes when its line is reached,
+/// after the requests before it. Requests come in **file order**: unlike
+/// [`read`], they are not sorted by `ts`, which would need the whole file.
+/// The mirror proxy stamps `ts` as it appends a line, so its captures are
+/// in `ts` order already; and a diff record depends only on its own
+/// exchange, so order changes only the order of records in the output (and
+/// so which examples a report picks first), not their content.
+///
+/// HAR and GoReplay captures are read and parsed whole, sorted like
+/// [`read`], then handed out one by one.
+pub fn open(path: &Path, format: Option<CaptureFormat>) -> Result<CaptureStream, CaptureError> {
+    let read_error = |source| CaptureError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let format = match format {
+        Some(format) => format,
+        None => {
+            let head = reader.fill_buf().map_err(read_error)?;
+            CaptureFormat::detect(path, head).ok_or_else(|| CaptureError::UnknownFormat {
+                path: path.to_owned(),
+            })?
+        }
+    };
+    if format == CaptureFormat::Jsonl {
+        return Ok(CaptureStream::Jsonl(jsonl::JsonlReader::new(reader, path)));
+    }
+    // Go on from the reader (not the path), so the bytes sniffed above are
+    // not lost when the capture is a pipe.
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).map_err(read_error)?;
+    Ok(CaptureStream::Loaded(
+        parse_all(path, format, &bytes)?.into_iter(),
+    ))
 }
 
 /// Builds a header map from name/value pairs, skipping pairs that are not

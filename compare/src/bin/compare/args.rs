@@ -283,6 +283,11 @@ pub struct LearnNoiseArgs {
 
 /// Diff exchanges a capture already holds (the mirror proxy records both
 /// responses) without sending anything.
+///
+/// A JSONL capture is read one line at a time, so memory does not grow with
+/// its size, and diffed in file order (not re-sorted by `ts`). An invalid
+/// line stops the run with its line number; records for the lines before it
+/// are already in --out.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  compare diff --capture mirror-capture.jsonl --rules rules.toml --out diffs.jsonl"

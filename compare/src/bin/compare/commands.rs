@@ -321,14 +321,34 @@ pub fn learn_noise(args: LearnNoiseArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Streams the capture (JSONL: one line in memory at a time) through the
+/// differ into the diff log.
 pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let rules = args.output.rules()?;
     let redaction = args.output.redaction(&rules)?;
     let differ = Differ::new(rules).keep_request(args.keep_request.into());
-    let requests = capture::read(&args.capture, args.format)?;
+    let mut requests = capture::open(&args.capture, args.format)?.peekable();
+    // A capture that is wrong from its first line leaves no diff log behind.
+    if let Some(Err(_)) = requests.peek()
+        && let Some(Err(e)) = requests.next()
+    {
+        return Err(e.into());
+    }
     let mut writer = DiffLogWriter::append(&args.out, redaction)?;
     let mut skipped = 0;
     for captured in requests {
+        let captured = match captured {
+            Ok(captured) => captured,
+            Err(e) => {
+                writer.flush()?;
+                eprintln!(
+                    "note: {} records from the lines before the error were appended to {}",
+                    writer.written(),
+                    args.out.display()
+                );
+                return Err(e.into());
+            }
+        };
         let (Some(primary), Some(candidate)) = (captured.primary, captured.candidate) else {
             skipped += 1;
             continue;
