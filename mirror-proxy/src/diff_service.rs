@@ -5,8 +5,15 @@
 //! redacted diff record to the diff log and, when enabled, the exchange to
 //! the capture file. Files are flushed whenever the queue runs empty, so a
 //! reader sees every record of a quiet proxy within milliseconds.
+//!
+//! After each batch the service pauses [`BATCH_PAUSE`] before it waits
+//! again: under load the exchanges queued meanwhile are taken in one batch,
+//! instead of the proxy threads waking this thread once per exchange (a
+//! cross-thread wake-up costs more than the diff itself). The first
+//! exchange after a quiet spell is still handled at once.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -18,6 +25,9 @@ use tokio::sync::mpsc;
 
 use crate::logfile::RotatingFile;
 use crate::state::{Live, Shared};
+
+/// Pause after a batch, before waiting for the next exchange.
+pub const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
 /// One mirrored request, ready to be compared.
 #[derive(Debug)]
@@ -85,6 +95,7 @@ impl BackgroundService for DiffService {
                         self.handle(job, &mut writers);
                     }
                     self.flush(&mut writers);
+                    tokio::time::sleep(BATCH_PAUSE).await;
                 }
                 _ = shutdown.changed() => {
                     while let Ok(job) = jobs.try_recv() {
