@@ -120,6 +120,11 @@ pub fn run(prepared: Prepared) -> anyhow::Result<()> {
 
     let conf = ServerConf {
         threads: fixed.threads,
+        // One single-threaded runtime per thread, connections spread at
+        // random: a request and its shadow task stay on one thread (no
+        // cross-thread wake-ups). Measured under 100 % mirroring: ~20 % less
+        // CPU per request than the work-stealing runtime.
+        work_stealing: false,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(10),
         ..ServerConf::default()
