@@ -104,27 +104,75 @@ impl<W: Write> DiffLogWriter<W> {
 /// Reads every record of a diff log. Blank lines are skipped; any other line
 /// that is not a record is an error naming the line.
 pub fn read_records(path: &Path) -> Result<Vec<DiffRecord>, DiffLogError> {
-    let file = File::open(path).map_err(|source| DiffLogError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut records = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| DiffLogError::Io {
+    RecordReader::open(path)?.collect()
+}
+
+/// The records of a diff log one at a time, through one reused line
+/// buffer: memory does not grow with the log. Lines are read as
+/// [`read_records`] reads them; the iterator ends after the first error.
+#[derive(Debug)]
+pub struct RecordReader {
+    reader: BufReader<File>,
+    path: PathBuf,
+    line_no: usize,
+    line: String,
+    done: bool,
+}
+
+impl RecordReader {
+    pub fn open(path: &Path) -> Result<Self, DiffLogError> {
+        let file = File::open(path).map_err(|source| DiffLogError::Io {
             path: path.to_owned(),
             source,
         })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record = serde_json::from_str(&line).map_err(|e| DiffLogError::Invalid {
+        Ok(Self {
+            reader: BufReader::with_capacity(64 * 1024, file),
             path: path.to_owned(),
-            line: index + 1,
-            reason: e.to_string(),
-        })?;
-        records.push(record);
+            line_no: 0,
+            line: String::new(),
+            done: false,
+        })
     }
-    Ok(records)
+}
+
+impl Iterator for RecordReader {
+    type Item = Result<DiffRecord, DiffLogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.line.clear();
+            match self.reader.read_line(&mut self.line) {
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    self.line_no += 1;
+                    // Line ends as `BufRead::lines` strips them, so error
+                    // positions stay on line 1 of the text parsed.
+                    let line = self
+                        .line
+                        .strip_suffix('\n')
+                        .map_or(self.line.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let parsed = serde_json::from_str(line).map_err(|e| DiffLogError::Invalid {
+                        path: self.path.clone(),
+                        line: self.line_no,
+                        reason: e.to_string(),
+                    });
+                    self.done = parsed.is_err();
+                    return Some(parsed);
+                }
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(DiffLogError::Io {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Reads and concatenates several diff logs.

@@ -1,6 +1,7 @@
 //! `compare report`: turns diff records into the SRE's go/no-go evidence.
 //!
-//! [`Report::build`] aggregates: overall and per-route diff rates with 95 %
+//! [`Report::build`] (or [`ReportBuilder`], one record at a time, for diff
+//! logs too large to hold) aggregates: overall and per-route diff rates with 95 %
 //! Wilson confidence intervals, the diff rate over time, and the top
 //! differing paths with side-by-side examples and a "copy as curl" for each.
 //! [`Gate`] decides readiness (per route and overall: enough samples and a
@@ -148,89 +149,174 @@ pub struct Report {
 }
 
 impl Report {
-    /// Aggregates records. `sources` are only listed in the report.
+    /// Aggregates records. `sources` are only listed in the report. Same as
+    /// feeding them one by one to a [`ReportBuilder`].
     pub fn build(records: &[DiffRecord], sources: Vec<String>, gate: Option<Gate>) -> Self {
-        let overall = counts(records.iter());
-        let mut by_route: BTreeMap<&str, Vec<&DiffRecord>> = BTreeMap::new();
+        let mut builder = ReportBuilder::new();
         for record in records {
-            by_route
-                .entry(record.route.as_str())
-                .or_default()
-                .push(record);
+            builder.add(record);
         }
-        let routes: Vec<RouteStats> = by_route
-            .iter()
-            .map(|(route, records)| route_stats(route, records))
+        builder.finish(sources, gate)
+    }
+}
+
+/// Verdict counts.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    same: u64,
+    noise_only: u64,
+    differs: u64,
+}
+
+impl Counts {
+    fn add(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Same => self.same += 1,
+            Verdict::NoiseOnly => self.noise_only += 1,
+            Verdict::Differs => self.differs += 1,
+        }
+    }
+
+    fn stats(&self) -> RateStats {
+        RateStats::from_counts(self.same, self.noise_only, self.differs)
+    }
+}
+
+/// What a route's line in the report needs.
+#[derive(Debug, Default)]
+struct RouteAcc {
+    counts: Counts,
+    /// Status pairs that differed, `"200→500": count`.
+    status_pairs: BTreeMap<String, u64>,
+    primary_ms: Vec<f64>,
+    candidate_ms: Vec<f64>,
+}
+
+/// (route, generalised path, kind) → (exchanges, first examples).
+type PathCounts = HashMap<(String, String, DiffKind), (u64, Vec<Example>)>;
+
+/// Builds a [`Report`] from records added one at a time, so a report over
+/// a diff log of any size does not hold the records: it keeps counters,
+/// the first [`EXAMPLES_PER_PATH`] examples per differing path, and about
+/// 32 bytes per record (time and verdict for the timeline, which needs the
+/// last time before it can place the first; latencies for the medians).
+#[derive(Debug)]
+pub struct ReportBuilder {
+    overall: Counts,
+    routes: BTreeMap<String, RouteAcc>,
+    points: Vec<(DateTime<Utc>, bool)>,
+    paths: PathCounts,
+    unmatched_primary: u64,
+    unmatched_candidate: u64,
+    transport_errors: u64,
+    all_redacted: bool,
+}
+
+impl Default for ReportBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReportBuilder {
+    pub fn new() -> Self {
+        Self {
+            overall: Counts::default(),
+            routes: BTreeMap::new(),
+            points: Vec::new(),
+            paths: HashMap::new(),
+            unmatched_primary: 0,
+            unmatched_candidate: 0,
+            transport_errors: 0,
+            all_redacted: true,
+        }
+    }
+
+    /// Counts one record. Examples are taken from the first records added.
+    pub fn add(&mut self, record: &DiffRecord) {
+        self.overall.add(record.verdict);
+        let route = match self.routes.get_mut(record.route.as_str()) {
+            Some(route) => route,
+            None => self.routes.entry(record.route.clone()).or_default(),
+        };
+        route.counts.add(record.verdict);
+        if let Some(s) = &record.status
+            && s.primary != s.candidate
+        {
+            *route
+                .status_pairs
+                .entry(format!("{}→{}", s.primary, s.candidate))
+                .or_insert(0) += 1;
+        }
+        if let Some(latency) = &record.latency_ms {
+            route.primary_ms.push(latency.primary);
+            route.candidate_ms.push(latency.candidate);
+        }
+        self.points
+            .push((record.ts, record.verdict == Verdict::Differs));
+        if record.verdict == Verdict::Differs {
+            let mut seen = Vec::new();
+            for (path, kind) in record.real_differences() {
+                let key = (record.route.clone(), generalise(&path), kind);
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key.clone());
+                let entry = self.paths.entry(key).or_insert((0, Vec::new()));
+                entry.0 += 1;
+                if entry.1.len() < EXAMPLES_PER_PATH {
+                    entry.1.push(example(record, &path));
+                }
+            }
+        }
+        match record.unmatched {
+            Some(crate::record::Side::Primary) => self.unmatched_primary += 1,
+            Some(crate::record::Side::Candidate) => self.unmatched_candidate += 1,
+            None => {}
+        }
+        if record.error.is_some() {
+            self.transport_errors += 1;
+        }
+        self.all_redacted &= record.redacted;
+    }
+
+    /// The report over every record added. `sources` are only listed in it.
+    pub fn finish(self, sources: Vec<String>, gate: Option<Gate>) -> Report {
+        let routes: Vec<RouteStats> = self
+            .routes
+            .into_iter()
+            .map(|(route, acc)| RouteStats {
+                route,
+                stats: acc.counts.stats(),
+                p50_primary_ms: median(acc.primary_ms),
+                p50_candidate_ms: median(acc.candidate_ms),
+                status_pairs: acc.status_pairs,
+            })
             .collect();
-        let first_ts = records.iter().map(|r| r.ts).min();
-        let last_ts = records.iter().map(|r| r.ts).max();
+        let first_ts = self.points.iter().map(|(ts, _)| *ts).min();
+        let last_ts = self.points.iter().map(|(ts, _)| *ts).max();
         let route_samples: HashMap<&str, u64> = routes
             .iter()
             .map(|r| (r.route.as_str(), r.stats.samples))
             .collect();
-        let mut report = Self {
+        let top_paths = top_paths(self.paths, &route_samples);
+        let mut report = Report {
             generated_at: Utc::now(),
             sources,
             first_ts,
             last_ts,
-            overall,
-            timeline: timeline(records, first_ts, last_ts),
-            top_paths: top_paths(records, &route_samples),
+            overall: self.overall.stats(),
+            timeline: timeline(&self.points, first_ts, last_ts),
+            top_paths,
             routes,
-            unmatched_primary: records
-                .iter()
-                .filter(|r| r.unmatched == Some(crate::record::Side::Primary))
-                .count() as u64,
-            unmatched_candidate: records
-                .iter()
-                .filter(|r| r.unmatched == Some(crate::record::Side::Candidate))
-                .count() as u64,
-            transport_errors: records.iter().filter(|r| r.error.is_some()).count() as u64,
-            all_redacted: records.iter().all(|r| r.redacted),
+            unmatched_primary: self.unmatched_primary,
+            unmatched_candidate: self.unmatched_candidate,
+            transport_errors: self.transport_errors,
+            all_redacted: self.all_redacted,
             gate: None,
         };
         report.gate = gate.map(|g| g.evaluate(&report));
         report
-    }
-}
-
-fn counts<'a>(records: impl Iterator<Item = &'a DiffRecord>) -> RateStats {
-    let (mut same, mut noise, mut differs) = (0, 0, 0);
-    for record in records {
-        match record.verdict {
-            Verdict::Same => same += 1,
-            Verdict::NoiseOnly => noise += 1,
-            Verdict::Differs => differs += 1,
-        }
-    }
-    RateStats::from_counts(same, noise, differs)
-}
-
-fn route_stats(route: &str, records: &[&DiffRecord]) -> RouteStats {
-    let mut status_pairs = BTreeMap::new();
-    for record in records {
-        if let Some(s) = &record.status
-            && s.primary != s.candidate
-        {
-            *status_pairs
-                .entry(format!("{}→{}", s.primary, s.candidate))
-                .or_insert(0) += 1;
-        }
-    }
-    let latencies = |f: fn(&crate::record::Latency) -> f64| {
-        median(
-            records
-                .iter()
-                .filter_map(|r| r.latency_ms.as_ref().map(f))
-                .collect(),
-        )
-    };
-    RouteStats {
-        route: route.to_owned(),
-        stats: counts(records.iter().copied()),
-        p50_primary_ms: latencies(|l| l.primary),
-        p50_candidate_ms: latencies(|l| l.candidate),
-        status_pairs,
     }
 }
 
@@ -243,8 +329,9 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     values.get(values.len() / 2).copied()
 }
 
+/// `points`: each record's time and whether it differs.
 fn timeline(
-    records: &[DiffRecord],
+    points: &[(DateTime<Utc>, bool)],
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
 ) -> Vec<TimeBucket> {
@@ -257,12 +344,12 @@ fn timeline(
     let buckets = ((span_ms / width_ms) + 1).clamp(1, TIME_BUCKETS + 1);
     let mut samples = vec![0u64; buckets as usize];
     let mut differs = vec![0u64; buckets as usize];
-    for record in records {
-        let offset = (record.ts - first).num_milliseconds().max(0);
+    for &(ts, differing) in points {
+        let offset = (ts - first).num_milliseconds().max(0);
         let index = ((offset / width_ms).min(buckets - 1)) as usize;
         if let (Some(s), Some(d)) = (samples.get_mut(index), differs.get_mut(index)) {
             *s += 1;
-            if record.verdict == Verdict::Differs {
+            if differing {
                 *d += 1;
             }
         }
@@ -284,24 +371,7 @@ fn timeline(
         .collect()
 }
 
-fn top_paths(records: &[DiffRecord], route_samples: &HashMap<&str, u64>) -> Vec<PathStats> {
-    // (route, path, kind) → (count, examples)
-    let mut paths: HashMap<(String, String, DiffKind), (u64, Vec<Example>)> = HashMap::new();
-    for record in records.iter().filter(|r| r.verdict == Verdict::Differs) {
-        let mut seen = Vec::new();
-        for (path, kind) in record.real_differences() {
-            let key = (record.route.clone(), generalise(&path), kind);
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key.clone());
-            let entry = paths.entry(key).or_insert((0, Vec::new()));
-            entry.0 += 1;
-            if entry.1.len() < EXAMPLES_PER_PATH {
-                entry.1.push(example(record, &path));
-            }
-        }
-    }
+fn top_paths(paths: PathCounts, route_samples: &HashMap<&str, u64>) -> Vec<PathStats> {
     let mut out: Vec<PathStats> = paths
         .into_iter()
         .map(|((route, path, kind), (count, examples))| {

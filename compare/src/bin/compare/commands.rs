@@ -14,7 +14,7 @@ use compare::capture;
 use compare::events::{self, EventsConfig};
 use compare::noise::{self, NoiseOptions};
 use compare::replay::{self, ReplayConfig, ReplayCounters, Target, WritePlan};
-use compare::report::{self, Gate, Report};
+use compare::report::{self, Gate, ReportBuilder};
 use compare::{DiffLogWriter, Differ, Exchange, Redaction, Redactor, Rules, difflog};
 
 use crate::args::{
@@ -234,11 +234,16 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let rules = args.output.rules()?;
     let redaction = args.output.redaction(&rules)?;
-    let mut records = difflog::read_all(&args.logs)?;
-    // Records are redacted when written; redacting again is a no-op for
-    // them and protects reports built from --no-redact logs.
-    for record in &mut records {
-        redaction.apply(record);
+    // One record at a time: memory does not grow with the logs.
+    let mut builder = ReportBuilder::new();
+    for path in &args.logs {
+        for record in difflog::RecordReader::open(path)? {
+            let mut record = record?;
+            // Records are redacted when written; redacting again is a no-op
+            // for them and protects reports built from --no-redact logs.
+            redaction.apply(&mut record);
+            builder.add(&record);
+        }
     }
     let gate = match (args.max_diff_rate, args.min_samples) {
         (Some(max_diff_rate), Some(min_samples)) => Some(Gate {
@@ -248,7 +253,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let sources = args.logs.iter().map(|p| p.display().to_string()).collect();
-    let report = Report::build(&records, sources, gate);
+    let report = builder.finish(sources, gate);
     if let Some(path) = &args.html {
         write_file(path, &report::render_html(&report)?)?;
     }

@@ -1,6 +1,8 @@
 //! `compare diff` streams JSONL captures (`capture::open`) instead of
-//! reading them whole (`capture::read`): both must give the same diff log
-//! and the same errors.
+//! reading them whole (`capture::read`), and `compare report` streams diff
+//! logs (`difflog::RecordReader` into a `ReportBuilder`) instead of holding
+//! every record: each must give what the whole-file path gives, errors
+//! included.
 
 mod common;
 
@@ -11,7 +13,8 @@ use serde_json::{Value, json};
 use common::{PHONE, compare_bin, file, tmp};
 use compare::capture::{self, CapturedRequest};
 use compare::error::CaptureError;
-use compare::{DiffLogWriter, Differ, Exchange, KeepRequest, Redaction, Redactor, Rules};
+use compare::report::{self, Report};
+use compare::{DiffLogWriter, Differ, Exchange, KeepRequest, Redaction, Redactor, Rules, difflog};
 
 const KEY: &str = "test-key";
 
@@ -270,4 +273,104 @@ fn a_capture_invalid_from_its_first_line_leaves_no_diff_log() {
         "{stderr}"
     );
     assert!(!log.exists());
+}
+
+/// The JSON report without the time it was generated.
+fn report_json(text: &str) -> Value {
+    let mut value: Value = serde_json::from_str(text).expect("JSON report");
+    if let Some(map) = value.as_object_mut() {
+        map.remove("generated_at");
+    }
+    value
+}
+
+#[test]
+fn the_streamed_report_is_the_report_over_all_records() {
+    let dir = tmp();
+    let capture_path = file(&dir, "capture.jsonl");
+    std::fs::write(&capture_path, capture_bytes()).expect("write capture");
+    // Two logs, the first twice over (so examples and medians see repeats)
+    // and with a blank line, as a long shadow phase leaves them.
+    let logs = [file(&dir, "a.jsonl"), file(&dir, "b.jsonl")];
+    for (log, times) in logs.iter().zip([2, 1]) {
+        for _ in 0..times {
+            let status = compare_bin()
+                .args(["diff", "--keep-request", "always", "--capture"])
+                .arg(&capture_path)
+                .arg("--out")
+                .arg(log)
+                .env("COMPARE_REDACT_KEY", KEY)
+                .output()
+                .expect("compare runs")
+                .status;
+            assert!(status.success());
+        }
+    }
+    let mut text = std::fs::read_to_string(&logs[0]).expect("log");
+    text.insert(text.find('\n').expect("a line") + 1, '\n');
+    std::fs::write(&logs[0], text).expect("write log");
+
+    let json_path = file(&dir, "report.json");
+    let output = compare_bin()
+        .arg("report")
+        .args(&logs)
+        .arg("--json")
+        .arg(&json_path)
+        .env("COMPARE_REDACT_KEY", KEY)
+        .output()
+        .expect("compare runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let streamed = report_json(&std::fs::read_to_string(&json_path).expect("report"));
+
+    let rules = Rules::default_rules().expect("default rules");
+    let redaction = redaction(&rules);
+    let mut records = difflog::read_all(&logs).expect("logs read");
+    assert_eq!(records.len(), 12);
+    for record in &mut records {
+        redaction.apply(record);
+    }
+    let sources = logs.iter().map(|p| p.display().to_string()).collect();
+    let whole = Report::build(&records, sources, None);
+    let whole = report_json(&report::render_json(&whole).expect("render"));
+    assert_eq!(streamed, whole);
+    assert_eq!(streamed["overall"]["differs"], 6);
+    assert!(
+        streamed["routes"][0]["p50_primary_ms"].is_number(),
+        "{streamed}"
+    );
+    assert!(
+        !streamed["top_paths"][0]["examples"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{streamed}"
+    );
+}
+
+#[test]
+fn a_bad_diff_log_line_is_reported_with_its_number_when_streaming() {
+    let dir = tmp();
+    let log = file(&dir, "diffs.jsonl");
+    std::fs::write(&log, "\n{\"schema_version\": 1,\n").expect("write log");
+    let whole = difflog::read_records(&log).expect_err("invalid");
+    let streamed = difflog::RecordReader::open(&log)
+        .expect("opens")
+        .find_map(Result::err)
+        .expect("an error");
+    assert_eq!(streamed.to_string(), whole.to_string());
+    assert!(
+        streamed.to_string().contains("diffs.jsonl:2: "),
+        "{streamed}"
+    );
+    let output = compare_bin()
+        .arg("report")
+        .arg(&log)
+        .env("COMPARE_REDACT_KEY", KEY)
+        .output()
+        .expect("compare runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&whole.to_string()));
 }
