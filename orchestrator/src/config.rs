@@ -69,6 +69,16 @@ pub struct Config {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 
+    /// Group commit (Postgres): most concurrent requests committed in one
+    /// statement and transaction; 1 commits each request alone.
+    #[arg(long, env = "DATABASE_GROUP_COMMIT", default_value_t = 64)]
+    pub database_group_commit: usize,
+
+    /// Group commit (Postgres): commits in flight at once. Requests that
+    /// arrive while all are busy share the next one.
+    #[arg(long, env = "DATABASE_COMMIT_CONCURRENCY", default_value_t = 4)]
+    pub database_commit_concurrency: usize,
+
     /// Redis for the idempotency fast path. Unset: an in-process cache.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,

@@ -6,8 +6,11 @@
 //! schema `orch` for production, an embedded SQLite file by default.
 //! Migrations live in `migrations/<dialect>/` and run at start-up.
 
+mod group_commit;
 mod postgres;
 mod sqlite;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,7 @@ use uuid::Uuid;
 
 use crate::domain::{MessageText, PhoneNumber, SenderId, TenantId};
 
+pub use group_commit::GroupCommit;
 pub use postgres::{OUTBOX_CHANNEL, PgStore};
 pub use sqlite::SqliteStore;
 
@@ -205,9 +209,19 @@ impl MessageStatus {
 pub enum StoreError {
     /// The database cannot be reached now: `503` with `Retry-After`.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    /// The same error for another request that met it (a shared commit).
+    pub fn share(&self) -> Self {
+        match self {
+            StoreError::Unavailable(e) => StoreError::Unavailable(e.clone()),
+            StoreError::Other(e) => StoreError::Other(anyhow::anyhow!("{e:#}")),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -217,14 +231,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e),
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(Arc::new(e)),
             sqlx::Error::Database(db)
                 if db.code().is_some_and(|c| {
                     // admin_shutdown, crash_shutdown, cannot_connect_now, read-only
                     matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
                 }) =>
             {
-                StoreError::Unavailable(e)
+                StoreError::Unavailable(Arc::new(e))
             }
             _ => StoreError::Other(e.into()),
         }
@@ -262,7 +276,16 @@ impl Store {
         if config.is_postgres() {
             let url = config.database_url.as_deref().unwrap_or_default();
             Ok(Self::Postgres(
-                PgStore::connect(url, config.database_max_connections).await?,
+                PgStore::connect(
+                    url,
+                    config.database_max_connections,
+                    GroupCommit {
+                        max_requests: config.database_group_commit,
+                        concurrency: config.database_commit_concurrency,
+                        ..GroupCommit::default()
+                    },
+                )
+                .await?,
             ))
         } else if let Some(url) = config.database_url.as_deref() {
             anyhow::bail!(
@@ -285,8 +308,12 @@ impl Store {
         dispatch!(self, s => s.ping().await)
     }
 
-    pub async fn accept(&self, a: &Acceptance) -> Result<AcceptOutcome, StoreError> {
-        dispatch!(self, s => s.accept(a).await)
+    /// Stores what one request writes, atomically; returns after the commit.
+    pub async fn accept(&self, a: Arc<Acceptance>) -> Result<AcceptOutcome, StoreError> {
+        match self {
+            Store::Postgres(s) => s.accept(a).await,
+            Store::Sqlite(s) => s.accept(&a).await,
+        }
     }
 
     pub async fn find_idempotency(

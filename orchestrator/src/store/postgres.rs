@@ -7,6 +7,7 @@
 //! bounded by the connection's `lock_timeout`; past it the request is told
 //! the key is in flight.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::group_commit::{Committer, GroupCommit};
 use super::{
     AcceptOutcome, Acceptance, HistoryEntry, IdempotencyRecord, MessageStatus, MessageView,
     OutboxBacklog, OutboxRow, StatusApplied, StatusEvent, StoreError, StoredResponse,
@@ -30,10 +32,16 @@ const KEY_LOCK_TIMEOUT: &str = "2s";
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Group commit of acceptances; `None`: each commits alone.
+    committer: Option<Committer>,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        group_commit: GroupCommit,
+    ) -> anyhow::Result<Self> {
         let options: PgConnectOptions = url.parse()?;
         let options = options.options([
             ("lock_timeout", KEY_LOCK_TIMEOUT),
@@ -46,7 +54,13 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let alone = Self {
+            pool,
+            committer: None,
+        };
+        let committer =
+            (group_commit.max_requests > 1).then(|| Committer::start(alone.clone(), group_commit));
+        Ok(Self { committer, ..alone })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -58,55 +72,94 @@ impl PgStore {
         Ok(())
     }
 
-    /// One statement, one round trip: the key, the messages, their history
-    /// and their outbox rows are data-modifying CTEs of a single `INSERT`
-    /// (atomic on its own), and the rows are written only if the key was
-    /// taken. No `NOTIFY` here: it takes a global lock at commit and cost a
-    /// third of the throughput; this replica's relay is woken in process,
-    /// and relays with a backlog ask the others for help (see `relay`).
-    pub async fn accept(&self, a: &Acceptance) -> Result<AcceptOutcome, StoreError> {
-        // Built once from constants (no request data): safe to send as is.
-        let sql: &'static str = if a.idempotency.is_some() {
-            ACCEPT_KEYED.as_str()
-        } else {
-            ACCEPT_UNKEYED.as_str()
-        };
-        let query = bind_acceptance(sqlx::query_scalar::<_, i64>(sql), a);
-        let query = match &a.idempotency {
-            Some(idem) => query
-                .bind(&idem.tenant)
-                .bind(&idem.scope)
-                .bind(&idem.key)
-                .bind(&idem.fingerprint)
-                .bind(i16::try_from(idem.response.status).unwrap_or(i16::MAX))
-                .bind(sqlx::types::Json(&idem.response.headers))
-                .bind(&idem.response.body)
-                .bind(idem.created_at)
-                .bind(idem.expires_at),
-            None => query,
-        };
-        match query.fetch_one(&self.pool).await {
-            Ok(taken) if taken > 0 => Ok(AcceptOutcome::Accepted),
-            Ok(_) => {
-                let idem = a.idempotency.as_ref().ok_or_else(|| {
-                    StoreError::Other(anyhow::anyhow!("unkeyed acceptance wrote nothing"))
-                })?;
-                Ok(
-                    match self
-                        .find_idempotency(&idem.tenant, &idem.scope, &idem.key, idem.created_at)
-                        .await?
-                    {
-                        Some(existing) => AcceptOutcome::KeyExists(existing),
-                        None => AcceptOutcome::KeyBusy,
-                    },
-                )
-            }
+    /// Stores an acceptance: through the group committer when there is one
+    /// (see `group_commit`), else alone. Either way the answer comes after
+    /// the commit that holds the rows.
+    pub async fn accept(&self, a: Arc<Acceptance>) -> Result<AcceptOutcome, StoreError> {
+        match &self.committer {
+            Some(committer) => committer.accept(a).await,
+            None => self.accept_alone(&a).await,
+        }
+    }
+
+    /// One acceptance in its own statement and commit.
+    pub(super) async fn accept_alone(&self, a: &Acceptance) -> Result<AcceptOutcome, StoreError> {
+        match self.write(&[a]).await {
+            Ok(taken) if !taken.is_empty() => Ok(AcceptOutcome::Accepted),
+            Ok(_) => self.not_taken(a).await,
             // lock_not_available: a twin holds the key past lock_timeout.
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
                 Ok(AcceptOutcome::KeyBusy)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// An acceptance whose key was not taken: it exists, replayable, or is
+    /// held by a transaction that has not finished.
+    pub(super) async fn not_taken(&self, a: &Acceptance) -> Result<AcceptOutcome, StoreError> {
+        let idem = a.idempotency.as_ref().ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!("unkeyed acceptance wrote nothing"))
+        })?;
+        Ok(
+            match self
+                .find_idempotency(&idem.tenant, &idem.scope, &idem.key, idem.created_at)
+                .await?
+            {
+                Some(existing) => AcceptOutcome::KeyExists(existing),
+                None => AcceptOutcome::KeyBusy,
+            },
+        )
+    }
+
+    /// One statement, one round trip, one commit for any number of
+    /// acceptances: their keys, messages, history and outbox rows are
+    /// data-modifying CTEs of a single `INSERT` (atomic on its own), and an
+    /// acceptance's rows are written only if its key was taken (or it has
+    /// none). Returns the indexes (into `batch`) of the acceptances
+    /// written. The keys in one batch must be distinct.
+    ///
+    /// No `NOTIFY` here: it takes a global lock at commit and cost a third
+    /// of the throughput; this replica's relay is woken in process, and
+    /// relays with a backlog ask the others for help (see `relay`).
+    pub(super) async fn write(&self, batch: &[&Acceptance]) -> Result<Vec<i32>, sqlx::Error> {
+        let rows = AcceptRows::of(batch);
+        // Built once from constants (no request data): safe to send as is.
+        sqlx::query_scalar::<_, Vec<i32>>(ACCEPT)
+            .bind(rows.message_ids)
+            .bind(rows.tenants)
+            .bind(rows.shadow)
+            .bind(rows.to)
+            .bind(rows.from)
+            .bind(rows.body)
+            .bind(rows.encoding)
+            .bind(rows.segments)
+            .bind(rows.reference)
+            .bind(rows.callback_url)
+            .bind(rows.schedule_at)
+            .bind(rows.validity_period)
+            .bind(rows.metadata)
+            .bind(rows.correlation_id)
+            .bind(rows.created_at)
+            .bind(rows.outbox_message_ids)
+            .bind(rows.outbox_subjects)
+            .bind(rows.outbox_headers)
+            .bind(rows.outbox_payloads)
+            .bind(rows.key_tenants)
+            .bind(rows.key_scopes)
+            .bind(rows.keys)
+            .bind(rows.key_fingerprints)
+            .bind(rows.key_statuses)
+            .bind(rows.key_headers)
+            .bind(rows.key_bodies)
+            .bind(rows.key_created_at)
+            .bind(rows.key_expires_at)
+            .bind(rows.key_requests)
+            .bind(rows.unkeyed_requests)
+            .bind(rows.message_requests)
+            .bind(rows.outbox_requests)
+            .fetch_one(&self.pool)
+            .await
     }
 
     pub async fn find_idempotency(
@@ -384,9 +437,34 @@ impl PgStore {
     }
 }
 
-/// The rows of an acceptance as arrays: `$1`–`$15` messages, `$16`–`$19`
-/// outbox; `$20`–`$28` the idempotency record.
-const ACCEPT_ROWS: &str = "
+/// The accepting statement. `$1`–`$15` message columns, `$16`–`$19`
+/// outbox columns, `$20`–`$28` idempotency records, then the request
+/// (index into the batch) each key (`$29`), message (`$31`) and outbox row
+/// (`$32`) belongs to, and the requests without a key (`$30`). A request is
+/// "taken" when its key was inserted (or had expired) or it has none; only
+/// taken requests' rows are written. Returns the taken requests.
+const ACCEPT: &str = "
+WITH k AS (
+    INSERT INTO orch.idempotency_keys
+      (tenant_id, scope, key, fingerprint, response_status, response_headers,
+       response_body, created_at, expires_at)
+    SELECT * FROM unnest($20::text[], $21::text[], $22::text[], $23::text[], $24::int2[],
+                         $25::jsonb[], $26::bytea[], $27::timestamptz[], $28::timestamptz[])
+    ON CONFLICT (tenant_id, scope, key) DO UPDATE SET
+       fingerprint = EXCLUDED.fingerprint,
+       response_status = EXCLUDED.response_status,
+       response_headers = EXCLUDED.response_headers,
+       response_body = EXCLUDED.response_body,
+       created_at = EXCLUDED.created_at,
+       expires_at = EXCLUDED.expires_at
+    WHERE orch.idempotency_keys.expires_at <= EXCLUDED.created_at
+    RETURNING tenant_id, scope, key),
+  taken AS (
+    SELECT r FROM unnest($20::text[], $21::text[], $22::text[], $29::int4[])
+             AS u(tenant_id, scope, key, r)
+             JOIN k USING (tenant_id, scope, key)
+    UNION ALL
+    SELECT unnest($30::int4[])),
   m AS (
     INSERT INTO orch.messages
       (id, tenant_id, shadow, status, to_number, sender, body, encoding, segments, reference,
@@ -395,10 +473,10 @@ const ACCEPT_ROWS: &str = "
            callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, created_at
       FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],
                   $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::int[],
-                  $13::jsonb[], $14::text[], $15::timestamptz[])
+                  $13::jsonb[], $14::text[], $15::timestamptz[], $31::int4[])
         AS t(id, tenant, shadow, to_number, sender, body, encoding, segments, reference,
-             callback_url, schedule_at, validity_period, metadata, correlation_id, created_at)
-     WHERE {taken}
+             callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, r)
+     WHERE r IN (SELECT r FROM taken)
     RETURNING id, created_at),
   h AS (
     INSERT INTO orch.message_status_history (message_id, status, at)
@@ -408,111 +486,103 @@ const ACCEPT_ROWS: &str = "
     -- commit, which is what the commit→PubAck latency metric measures.
     INSERT INTO orch.outbox (message_id, subject, headers, payload, created_at, next_attempt_at)
     SELECT m_id, s, hd, p, clock_timestamp(), clock_timestamp()
-      FROM unnest($16::uuid[], $17::text[], $18::jsonb[], $19::bytea[]) WITH ORDINALITY
-        AS t(m_id, s, hd, p, n)
-     WHERE {taken}
-     ORDER BY n)";
+      FROM unnest($16::uuid[], $17::text[], $18::jsonb[], $19::bytea[], $32::int4[])
+           WITH ORDINALITY AS t(m_id, s, hd, p, r, n)
+     WHERE r IN (SELECT r FROM taken)
+     ORDER BY n)
+SELECT coalesce(array_agg(r), '{}') FROM taken";
 
-static ACCEPT_UNKEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH {} SELECT 1::int8",
-        ACCEPT_ROWS.replace("{taken}", "true")
-    )
-});
+/// The columns of a batch of acceptances, as the arrays [`ACCEPT`] binds.
+#[derive(Default)]
+struct AcceptRows<'a> {
+    message_ids: Vec<Uuid>,
+    tenants: Vec<&'a str>,
+    shadow: Vec<bool>,
+    to: Vec<&'a str>,
+    from: Vec<&'a str>,
+    body: Vec<&'a str>,
+    encoding: Vec<&'static str>,
+    segments: Vec<i32>,
+    reference: Vec<Option<&'a str>>,
+    callback_url: Vec<Option<&'a str>>,
+    schedule_at: Vec<Option<DateTime<Utc>>>,
+    validity_period: Vec<Option<i32>>,
+    metadata: Vec<Option<serde_json::Value>>,
+    correlation_id: Vec<&'a str>,
+    created_at: Vec<DateTime<Utc>>,
+    outbox_message_ids: Vec<Uuid>,
+    outbox_subjects: Vec<&'a str>,
+    outbox_headers: Vec<serde_json::Value>,
+    outbox_payloads: Vec<&'a [u8]>,
+    key_tenants: Vec<&'a str>,
+    key_scopes: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    key_fingerprints: Vec<&'a str>,
+    key_statuses: Vec<i16>,
+    key_headers: Vec<sqlx::types::Json<&'a [(String, String)]>>,
+    key_bodies: Vec<&'a [u8]>,
+    key_created_at: Vec<DateTime<Utc>>,
+    key_expires_at: Vec<DateTime<Utc>>,
+    key_requests: Vec<i32>,
+    unkeyed_requests: Vec<i32>,
+    message_requests: Vec<i32>,
+    outbox_requests: Vec<i32>,
+}
 
-static ACCEPT_KEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH k AS (
-            INSERT INTO orch.idempotency_keys
-              (tenant_id, scope, key, fingerprint, response_status, response_headers,
-               response_body, created_at, expires_at)
-            VALUES ($20, $21, $22, $23, $24, $25, $26, $27, $28)
-            ON CONFLICT (tenant_id, scope, key) DO UPDATE SET
-               fingerprint = EXCLUDED.fingerprint,
-               response_status = EXCLUDED.response_status,
-               response_headers = EXCLUDED.response_headers,
-               response_body = EXCLUDED.response_body,
-               created_at = EXCLUDED.created_at,
-               expires_at = EXCLUDED.expires_at
-            WHERE orch.idempotency_keys.expires_at <= EXCLUDED.created_at
-            RETURNING 1 AS taken),
-         {}
-         SELECT count(*) FROM k",
-        ACCEPT_ROWS.replace("{taken}", "EXISTS (SELECT 1 FROM k)")
-    )
-});
-
-type AcceptQuery<'q> =
-    sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>;
-
-/// Binds `$1`–`$19`: whatever the batch size, one statement.
-fn bind_acceptance<'q>(query: AcceptQuery<'q>, a: &'q Acceptance) -> AcceptQuery<'q> {
-    let m = &a.messages;
-    let o = &a.outbox;
-    query
-        .bind(m.iter().map(|m| m.id).collect::<Vec<Uuid>>())
-        .bind(m.iter().map(|m| m.tenant.as_str()).collect::<Vec<&str>>())
-        .bind(m.iter().map(|m| m.shadow).collect::<Vec<bool>>())
-        .bind(m.iter().map(|m| m.to.as_str()).collect::<Vec<&str>>())
-        .bind(m.iter().map(|m| m.from.as_str()).collect::<Vec<&str>>())
-        .bind(m.iter().map(|m| m.body.as_str()).collect::<Vec<&str>>())
-        .bind(
-            m.iter()
-                .map(|m| m.body.encoding().as_str())
-                .collect::<Vec<&str>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| i32::try_from(m.body.segments()).unwrap_or(i32::MAX))
-                .collect::<Vec<i32>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.reference.as_deref())
-                .collect::<Vec<Option<&str>>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.callback_url.as_deref())
-                .collect::<Vec<Option<&str>>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.schedule_at)
-                .collect::<Vec<Option<DateTime<Utc>>>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.validity_period.and_then(|v| i32::try_from(v).ok()))
-                .collect::<Vec<Option<i32>>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.metadata.clone().map(serde_json::Value::Object))
-                .collect::<Vec<Option<serde_json::Value>>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.correlation_id.as_str())
-                .collect::<Vec<&str>>(),
-        )
-        .bind(
-            m.iter()
-                .map(|m| m.created_at)
-                .collect::<Vec<DateTime<Utc>>>(),
-        )
-        .bind(o.iter().map(|e| e.message_id).collect::<Vec<Uuid>>())
-        .bind(o.iter().map(|e| e.subject.as_str()).collect::<Vec<&str>>())
-        .bind(
-            o.iter()
-                .map(|e| serde_json::to_value(&e.headers).unwrap_or_default())
-                .collect::<Vec<serde_json::Value>>(),
-        )
-        .bind(
-            o.iter()
-                .map(|e| e.payload.as_slice())
-                .collect::<Vec<&[u8]>>(),
-        )
+impl<'a> AcceptRows<'a> {
+    fn of(batch: &[&'a Acceptance]) -> Self {
+        let mut rows = Self::default();
+        for (request, a) in batch.iter().enumerate() {
+            let request = i32::try_from(request).unwrap_or(i32::MAX);
+            for m in &a.messages {
+                rows.message_ids.push(m.id);
+                rows.tenants.push(m.tenant.as_str());
+                rows.shadow.push(m.shadow);
+                rows.to.push(m.to.as_str());
+                rows.from.push(m.from.as_str());
+                rows.body.push(m.body.as_str());
+                rows.encoding.push(m.body.encoding().as_str());
+                rows.segments
+                    .push(i32::try_from(m.body.segments()).unwrap_or(i32::MAX));
+                rows.reference.push(m.reference.as_deref());
+                rows.callback_url.push(m.callback_url.as_deref());
+                rows.schedule_at.push(m.schedule_at);
+                rows.validity_period
+                    .push(m.validity_period.and_then(|v| i32::try_from(v).ok()));
+                rows.metadata
+                    .push(m.metadata.clone().map(serde_json::Value::Object));
+                rows.correlation_id.push(m.correlation_id.as_str());
+                rows.created_at.push(m.created_at);
+                rows.message_requests.push(request);
+            }
+            for e in &a.outbox {
+                rows.outbox_message_ids.push(e.message_id);
+                rows.outbox_subjects.push(e.subject.as_str());
+                rows.outbox_headers
+                    .push(serde_json::to_value(&e.headers).unwrap_or_default());
+                rows.outbox_payloads.push(e.payload.as_slice());
+                rows.outbox_requests.push(request);
+            }
+            match &a.idempotency {
+                Some(idem) => {
+                    rows.key_tenants.push(idem.tenant.as_str());
+                    rows.key_scopes.push(idem.scope.as_str());
+                    rows.keys.push(idem.key.as_str());
+                    rows.key_fingerprints.push(idem.fingerprint.as_str());
+                    rows.key_statuses
+                        .push(i16::try_from(idem.response.status).unwrap_or(i16::MAX));
+                    rows.key_headers
+                        .push(sqlx::types::Json(idem.response.headers.as_slice()));
+                    rows.key_bodies.push(idem.response.body.as_slice());
+                    rows.key_created_at.push(idem.created_at);
+                    rows.key_expires_at.push(idem.expires_at);
+                    rows.key_requests.push(request);
+                }
+                None => rows.unkeyed_requests.push(request),
+            }
+        }
+        rows
+    }
 }
 
 /// History in lifecycle order; ties on time broken by rank.

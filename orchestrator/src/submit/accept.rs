@@ -97,13 +97,13 @@ pub async fn accept(
             + chrono::Duration::from_std(app.config.idempotency_ttl)
                 .unwrap_or(chrono::Duration::hours(48)),
     });
-    let acceptance = Acceptance {
+    let acceptance = std::sync::Arc::new(Acceptance {
         messages,
         outbox,
         idempotency: record.clone(),
-    };
+    });
 
-    let result = app.store.accept(&acceptance).await;
+    let result = app.store.accept(acceptance.clone()).await;
     let release = || async {
         if let Some((_, cache_key, fp)) = &keyed {
             app.cache.release(cache_key, fp).await;

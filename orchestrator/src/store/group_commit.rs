@@ -1,0 +1,198 @@
+//! Group commit: concurrent acceptances share one statement and one commit.
+//!
+//! Every acceptance is queued to one committer task. It starts a commit as
+//! soon as one of its `concurrency` slots is free, taking everything queued
+//! at that moment (up to `max_requests` requests and `max_messages`
+//! message rows): an idle service commits each request alone, at once; a
+//! busy one amortises the round trip, the statement and the commit record
+//! over many requests. Nothing waits for a batch to fill.
+//!
+//! Each request is answered only after the commit that holds its rows
+//! returned, so a `202` still means durable. Within a commit:
+//!
+//! * two requests with the same Idempotency-Key never share a statement
+//!   (one `INSERT … ON CONFLICT` cannot touch a row twice, and both would
+//!   see the one row the key produced): the second waits for the next
+//!   commit, where it finds the first's key committed and is replayed;
+//! * keys are inserted in a fixed order, so two commits cannot deadlock on
+//!   each other's keys;
+//! * when the statement fails (a key held by another transaction past
+//!   `lock_timeout`, a deadlock, any error Postgres reports), nothing of it
+//!   was written, and every request is retried alone, so one request's
+//!   trouble is never another's. An error that is not Postgres's answer (the
+//!   connection dropped) may hide a commit: it is returned to every request,
+//!   as it would be without batching, never retried.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::postgres::PgStore;
+use super::{AcceptOutcome, Acceptance, StoreError};
+
+/// Limits of one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// Most requests in one commit; 1 turns batching off.
+    pub max_requests: usize,
+    /// Most message rows in one commit (a bulk request is never split; one
+    /// larger than this is committed alone).
+    pub max_messages: usize,
+    /// Commits in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            max_requests: 64,
+            max_messages: 1000,
+            concurrency: 4,
+        }
+    }
+}
+
+struct Job {
+    acceptance: Arc<Acceptance>,
+    reply: oneshot::Sender<Result<AcceptOutcome, StoreError>>,
+}
+
+/// The queue in front of the committer task. The task ends when the last
+/// handle is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// `store` must be one without a committer (the task commits directly).
+    pub(super) fn start(store: PgStore, limits: GroupCommit) -> Self {
+        let (jobs, queue) = mpsc::channel(4096);
+        tokio::spawn(run(store, queue, limits));
+        Self { jobs }
+    }
+
+    pub(super) async fn accept(
+        &self,
+        acceptance: Arc<Acceptance>,
+    ) -> Result<AcceptOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Other(anyhow::anyhow!("the committer task has stopped"));
+        self.jobs
+            .send(Job { acceptance, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(store: PgStore, mut queue: mpsc::Receiver<Job>, limits: GroupCommit) {
+    let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+    let hasher = RandomState::new();
+    // Jobs taken from the queue but left for a later commit, oldest first.
+    let mut deferred: VecDeque<Job> = VecDeque::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match deferred.pop_front() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut messages = first.acceptance.messages.len();
+        // Hashes of the batch's keys: a collision only defers a request.
+        let mut keys: Vec<u64> = key_hash(&hasher, &first).into_iter().collect();
+        let mut batch = vec![first];
+        let mut later = Vec::new();
+        while batch.len() < limits.max_requests.max(1) {
+            let Some(job) = deferred.pop_front().or_else(|| queue.try_recv().ok()) else {
+                break;
+            };
+            if messages + job.acceptance.messages.len() > limits.max_messages {
+                later.push(job);
+                break;
+            }
+            if let Some(hash) = key_hash(&hasher, &job) {
+                if keys.contains(&hash) {
+                    later.push(job);
+                    continue;
+                }
+                keys.push(hash);
+            }
+            messages += job.acceptance.messages.len();
+            batch.push(job);
+        }
+        for job in later.into_iter().rev() {
+            deferred.push_front(job);
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit(&store, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+fn key_hash(hasher: &RandomState, job: &Job) -> Option<u64> {
+    let idem = job.acceptance.idempotency.as_ref()?;
+    Some(hasher.hash_one((&idem.tenant, &idem.scope, &idem.key)))
+}
+
+async fn commit(store: &PgStore, mut batch: Vec<Job>) {
+    if batch.len() == 1 {
+        let job = batch.remove(0);
+        let outcome = store.accept_alone(&job.acceptance).await;
+        let _ = job.reply.send(outcome);
+        return;
+    }
+    // A fixed order of key inserts: commits cannot deadlock on keys.
+    batch.sort_by(|a, b| {
+        let key = |j: &Job| {
+            j.acceptance
+                .idempotency
+                .as_ref()
+                .map(|i| (i.tenant.clone(), i.scope.clone(), i.key.clone()))
+        };
+        key(a).cmp(&key(b))
+    });
+    let acceptances: Vec<&Acceptance> = batch.iter().map(|j| j.acceptance.as_ref()).collect();
+    let written = store.write(&acceptances).await;
+    drop(acceptances);
+    match written {
+        Ok(taken) => {
+            for (index, job) in batch.into_iter().enumerate() {
+                let outcome = if i32::try_from(index).is_ok_and(|i| taken.contains(&i)) {
+                    Ok(AcceptOutcome::Accepted)
+                } else {
+                    store.not_taken(&job.acceptance).await
+                };
+                let _ = job.reply.send(outcome);
+            }
+        }
+        // Postgres refused the statement: nothing was written. Alone, each
+        // request meets only its own trouble.
+        Err(sqlx::Error::Database(e)) => {
+            tracing::debug!(
+                requests = batch.len(),
+                code = e.code().as_deref().unwrap_or(""),
+                "group commit refused; committing its requests one by one"
+            );
+            futures::future::join_all(batch.into_iter().map(|job| async move {
+                let outcome = store.accept_alone(&job.acceptance).await;
+                let _ = job.reply.send(outcome);
+            }))
+            .await;
+        }
+        Err(e) => {
+            let e = StoreError::from(e);
+            for job in batch {
+                let _ = job.reply.send(Err(e.share()));
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Group commit on a real Postgres: many requests in one statement and one
+//! commit, each answered as if it had been committed alone.
+//!
+//! These drive `PgStore` directly (with one commit slot, so that requests
+//! queue and share commits deterministically enough); the HTTP-level
+//! suites (submit_api, idempotency, publish) run through the same
+//! committer with its defaults.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use integration_tests::TestDatabase;
+use orchestrator::domain::{MessageText, PhoneNumber, SenderId, TenantId};
+use orchestrator::store::{
+    AcceptOutcome, Acceptance, GroupCommit, IdempotencyRecord, NewMessage, OutboxEvent, PgStore,
+    StoredResponse,
+};
+use sqlx::Row;
+
+const TENANT: &str = "tenant-gc";
+
+fn acceptance(key: Option<&str>, fingerprint: &str, messages: usize) -> Arc<Acceptance> {
+    let now = Utc::now();
+    let messages: Vec<NewMessage> = (0..messages)
+        .map(|_| NewMessage {
+            id: uuid::Uuid::now_v7(),
+            tenant: TenantId::parse(TENANT).unwrap(),
+            shadow: false,
+            to: PhoneNumber::parse("+447700900123").unwrap(),
+            from: SenderId::parse("Acme").unwrap(),
+            body: MessageText::parse("Your code is 123456", 10).unwrap(),
+            reference: None,
+            callback_url: None,
+            schedule_at: None,
+            validity_period: None,
+            metadata: None,
+            correlation_id: "corr-gc".into(),
+            created_at: now,
+        })
+        .collect();
+    let outbox = messages
+        .iter()
+        .map(|m| OutboxEvent {
+            message_id: m.id,
+            subject: "gc.sms.outbound.request".into(),
+            headers: vec![("Nats-Msg-Id".into(), m.id.to_string())],
+            payload: m.id.to_string().into_bytes(),
+        })
+        .collect();
+    Arc::new(Acceptance {
+        idempotency: key.map(|key| IdempotencyRecord {
+            tenant: TENANT.into(),
+            scope: "POST /v1/sms/send".into(),
+            key: key.into(),
+            fingerprint: fingerprint.into(),
+            response: StoredResponse {
+                status: 202,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: format!("{{\"fingerprint\":\"{fingerprint}\"}}").into_bytes(),
+            },
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(48),
+        }),
+        messages,
+        outbox,
+    })
+}
+
+async fn store(db: &TestDatabase, max_requests: usize) -> PgStore {
+    PgStore::connect(
+        &db.url,
+        8,
+        GroupCommit {
+            max_requests,
+            max_messages: 1000,
+            concurrency: 1,
+        },
+    )
+    .await
+    .expect("store connects and migrates")
+}
+
+async fn accept_all(store: &PgStore, batch: &[Arc<Acceptance>]) -> Vec<AcceptOutcome> {
+    futures::future::join_all(batch.iter().map(|a| store.accept(a.clone())))
+        .await
+        .into_iter()
+        .map(|r| r.expect("no store error"))
+        .collect()
+}
+
+/// How many transactions wrote the message rows (each row's `xmin`).
+async fn commits(db: &TestDatabase) -> i64 {
+    let pool = db.pool().await;
+    sqlx::query("SELECT count(DISTINCT xmin::text) FROM orch.messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn count(db: &TestDatabase, table: &str) -> i64 {
+    let pool = db.pool().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM orch.{table}"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_commits_and_each_gets_its_own_rows() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, 64).await;
+    // 60 requests: unkeyed, keyed, and bulk-sized ones, all at once.
+    let batch: Vec<_> = (0..60)
+        .map(|i| match i % 3 {
+            0 => acceptance(None, "-", 1),
+            1 => acceptance(Some(&format!("key-{i}")), &format!("fp-{i}"), 1),
+            _ => acceptance(Some(&format!("bulk-{i}")), &format!("fp-{i}"), 5),
+        })
+        .collect();
+    let outcomes = accept_all(&store, &batch).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, AcceptOutcome::Accepted)),
+        "{outcomes:?}"
+    );
+    let expected: i64 = batch.iter().map(|a| a.messages.len() as i64).sum();
+    assert_eq!(count(&db, "messages").await, expected);
+    assert_eq!(count(&db, "outbox").await, expected);
+    assert_eq!(count(&db, "message_status_history").await, expected);
+    assert_eq!(count(&db, "idempotency_keys").await, 40);
+    // Queued behind one commit slot, the 60 requests shared a few commits.
+    let shared = commits(&db).await;
+    assert!(shared < 10, "60 requests took {shared} commits");
+
+    // Each message row belongs to the request that made it: outbox rows
+    // point at their own message, in creation order.
+    let pool = db.pool().await;
+    let orphans: i64 = sqlx::query(
+        "SELECT count(*) FROM orch.outbox o LEFT JOIN orch.messages m ON m.id = o.message_id
+          WHERE m.id IS NULL OR convert_from(o.payload, 'UTF8') <> m.id::text",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(orphans, 0);
+}
+
+#[tokio::test]
+async fn copies_of_one_key_in_a_burst_store_one_message_and_replay_it() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, 64).await;
+    // Five copies of each of four keys, plus ten unkeyed requests, at once:
+    // copies of a key never share a commit; the later ones find it stored.
+    let mut batch = Vec::new();
+    for _copy in 0..5 {
+        for key in 0..4 {
+            batch.push(acceptance(
+                Some(&format!("dup-{key}")),
+                &format!("fp-{key}"),
+                1,
+            ));
+        }
+        batch.push(acceptance(None, "-", 1));
+        batch.push(acceptance(None, "-", 1));
+    }
+    let outcomes = accept_all(&store, &batch).await;
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, AcceptOutcome::Accepted))
+        .count();
+    assert_eq!(accepted, 4 + 10, "{outcomes:?}");
+    for (a, o) in batch.iter().zip(&outcomes) {
+        if let AcceptOutcome::KeyExists(existing) = o {
+            let mine = a.idempotency.as_ref().unwrap();
+            assert_eq!(existing.key, mine.key);
+            assert_eq!(existing.fingerprint, mine.fingerprint);
+        }
+    }
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| !matches!(o, AcceptOutcome::KeyBusy)),
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&db, "messages").await, 14);
+    assert_eq!(count(&db, "idempotency_keys").await, 4);
+}
+
+#[tokio::test]
+async fn a_key_held_elsewhere_fails_alone_and_its_batch_mates_are_accepted() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, 64).await;
+    // Another transaction holds two keys and does not finish: a request for
+    // the first ties up the one commit slot for lock_timeout (2 s) while
+    // the others queue behind it and then share a commit with the request
+    // for the second held key. That statement fails on the lock; its
+    // requests are retried alone.
+    let pool = db.pool().await;
+    let mut holder = pool.begin().await.unwrap();
+    for key in ["held-1", "held-2"] {
+        sqlx::query(
+            "INSERT INTO orch.idempotency_keys
+               (tenant_id, scope, key, fingerprint, response_status, response_headers,
+                response_body, created_at, expires_at)
+             VALUES ($1, 'POST /v1/sms/send', $2, 'other', 202, '[]', '', now(), now() + interval '1 day')",
+        )
+        .bind(TENANT)
+        .bind(key)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    }
+    let first = tokio::spawn({
+        let store = store.clone();
+        let a = acceptance(Some("held-1"), "mine", 1);
+        async move { store.accept(a).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut batch: Vec<_> = (0..9)
+        .map(|i| acceptance(Some(&format!("free-{i}")), "fp", 1))
+        .collect();
+    batch.insert(4, acceptance(Some("held-2"), "mine", 1));
+    let started = Instant::now();
+    let timed = futures::future::join_all(batch.iter().map(|a| {
+        let store = store.clone();
+        let a = a.clone();
+        async move {
+            let outcome = store.accept(a).await.expect("no store error");
+            (outcome, started.elapsed())
+        }
+    }))
+    .await;
+
+    assert!(matches!(
+        first.await.unwrap().unwrap(),
+        AcceptOutcome::KeyBusy
+    ));
+    for (i, (o, waited)) in timed.iter().enumerate() {
+        if i == 4 {
+            assert!(matches!(o, AcceptOutcome::KeyBusy), "held key: {o:?}");
+        } else {
+            assert!(matches!(o, AcceptOutcome::Accepted), "free key {i}: {o:?}");
+            // Queued behind the first (~1.8 s), then the shared statement's
+            // lock timeout (2 s): they did share it with the held key, and
+            // were accepted after it failed.
+            assert!(
+                *waited >= Duration::from_secs(3),
+                "free key {i}: {waited:?}"
+            );
+        }
+    }
+    // Nothing of the failed shared statement was kept, nothing was doubled.
+    assert_eq!(count(&db, "messages").await, 9);
+    holder.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_group_commit_each_request_commits_alone_with_the_same_answers() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, 1).await;
+    let mut batch: Vec<_> = (0..10)
+        .map(|i| acceptance(Some(&format!("k-{i}")), "fp", 2))
+        .collect();
+    batch.push(acceptance(Some("k-0"), "fp", 2));
+    let outcomes = accept_all(&store, &batch).await;
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, AcceptOutcome::Accepted))
+        .count();
+    assert_eq!(accepted, 10, "{outcomes:?}");
+    // The two copies of k-0 race: one is stored, the other is told.
+    let copies = [&outcomes[0], outcomes.last().unwrap()];
+    assert_eq!(
+        copies
+            .iter()
+            .filter(|o| matches!(o, AcceptOutcome::Accepted))
+            .count(),
+        1,
+        "{copies:?}"
+    );
+    assert!(
+        copies
+            .iter()
+            .any(|o| matches!(o, AcceptOutcome::KeyExists(_) | AcceptOutcome::KeyBusy)),
+        "{copies:?}"
+    );
+    assert_eq!(count(&db, "messages").await, 20);
+    assert_eq!(commits(&db).await, 10, "one commit per stored request");
+}
