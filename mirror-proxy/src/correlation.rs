@@ -5,7 +5,11 @@
 //!
 //! The map is bounded (oldest pairs go first) and every pair expires after
 //! its TTL. It lives behind a std `Mutex`: every operation is a hash lookup
-//! or insert, never held across an await.
+//! or insert, never held across an await. A primary id learned again (an
+//! idempotent replay answers with the same id) leaves a superseded entry in
+//! the eviction queue; the queue is compacted when those outnumber the
+//! pairs (plus 64), so it stays within twice the pairs plus 64 entries
+//! (amortised O(1) per insert).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -96,6 +100,12 @@ impl Inner {
                 self.pairs.remove(id);
             }
             self.order.pop_front();
+        }
+        if self.order.len() > 2 * self.pairs.len() + 64 {
+            // Keep only each pair's latest entry (the one `evict` honours).
+            let pairs = &self.pairs;
+            self.order
+                .retain(|(id, at)| pairs.get(id).is_some_and(|(_, t)| t == at));
         }
     }
 }
@@ -203,5 +213,30 @@ mod tests {
         let map = IdMap::new(Duration::ZERO, 10);
         map.insert("a".into(), "1".into());
         assert_eq!(map.get("a"), None);
+    }
+
+    #[test]
+    fn learning_the_same_id_again_does_not_grow_the_queue() {
+        let map = IdMap::new(Duration::from_secs(60), 4);
+        map.insert("old".into(), "0".into());
+        for i in 0..1000 {
+            map.insert("replayed".into(), i.to_string());
+        }
+        let inner = map.lock();
+        assert!(
+            inner.order.len() <= 2 * 2 + 64,
+            "queue of {}",
+            inner.order.len()
+        );
+        drop(inner);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.get("old").as_deref(), Some("0"));
+        assert_eq!(map.get("replayed").as_deref(), Some("999"));
+        for id in ["b", "c", "d"] {
+            map.insert(id.into(), "x".into());
+        }
+        // Capacity 4: the oldest pair goes first, the replayed one stays.
+        assert_eq!(map.get("old"), None);
+        assert_eq!(map.get("replayed").as_deref(), Some("999"));
     }
 }
