@@ -6,6 +6,7 @@
 #
 # After start_orchestrator: $API (base URL), $ADMIN (metrics URL base),
 # $ORCH (pid), $BIN (release binaries), $SECRET, $PG, $DB, $SUBJECT.
+# ORCH_ARGS adds orchestrator flags (e.g. --database-group-commit 1).
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sms-orchestrator-target}"
 BIN=$CARGO_TARGET_DIR/release
@@ -42,7 +43,7 @@ start_orchestrator() {
     --nats-url nats://127.0.0.1:4222 --nats-create-stream --nats-stream "$STREAM" \
     --nats-stream-subjects "bench$$.>" --nats-subject "$SUBJECT" \
     --nats-status-subject "bench$$.sms.outbound.status" --nats-status-consumer "bench$$" \
-    --database-max-connections "$pool" >/tmp/bench-orchestrator.log 2>&1 &
+    --database-max-connections "$pool" ${ORCH_ARGS:-} >/tmp/bench-orchestrator.log 2>&1 &
   ORCH=$!
   for _ in $(seq 1 100); do
     curl -sf "$ADMIN/readyz" >/dev/null 2>&1 && return 0
@@ -94,7 +95,7 @@ pgbench_run() {
   shift 2; [ $# -gt 0 ] && shift
   local threads=$(( c < 2 ? 1 : 2 ))
   "$PGBENCH" -n -M prepared -c "$c" -j "$threads" -T "$secs" -f "$script" "$@" "$PG/$DB" 2>/dev/null \
-    | awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d", t, n}'
+    | awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d\n", t, n}'
 }
 
 # CPU accounting, to show where a request's cost goes. cpu_snapshot prints
