@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -171,8 +172,16 @@ impl Application {
             tracing::info!("shutdown requested; draining in-flight requests");
             drain_signal.cancel();
         });
+        // TCP_NODELAY: a response written in more than one segment must not
+        // wait for the client's delayed ACK (Nagle), ~40 ms on idle
+        // keep-alive connections.
+        let listener = self.api.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let api =
-            axum::serve(self.api, crate::routes::api(state.clone())).with_graceful_shutdown({
+            axum::serve(listener, crate::routes::api(state.clone())).with_graceful_shutdown({
                 let d = draining.clone();
                 async move { d.cancelled().await }
             });
