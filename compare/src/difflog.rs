@@ -5,10 +5,11 @@
 //! [`Redaction::Disabled`] (the CLI's `--no-redact`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::DiffLogError;
+use crate::lines::NumberedLines;
 use crate::record::DiffRecord;
 use crate::redact::Redactor;
 
@@ -112,10 +113,8 @@ pub fn read_records(path: &Path) -> Result<Vec<DiffRecord>, DiffLogError> {
 /// [`read_records`] reads them; the iterator ends after the first error.
 #[derive(Debug)]
 pub struct RecordReader {
-    reader: BufReader<File>,
+    lines: NumberedLines<BufReader<File>>,
     path: PathBuf,
-    line_no: usize,
-    line: String,
     done: bool,
 }
 
@@ -126,10 +125,8 @@ impl RecordReader {
             source,
         })?;
         Ok(Self {
-            reader: BufReader::with_capacity(64 * 1024, file),
+            lines: NumberedLines::new(BufReader::with_capacity(64 * 1024, file)),
             path: path.to_owned(),
-            line_no: 0,
-            line: String::new(),
             done: false,
         })
     }
@@ -140,36 +137,27 @@ impl Iterator for RecordReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            self.line.clear();
-            match self.reader.read_line(&mut self.line) {
-                Ok(0) => self.done = true,
-                Ok(_) => {
-                    self.line_no += 1;
-                    // Line ends as `BufRead::lines` strips them, so error
-                    // positions stay on line 1 of the text parsed.
-                    let line = self
-                        .line
-                        .strip_suffix('\n')
-                        .map_or(self.line.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let parsed = serde_json::from_str(line).map_err(|e| DiffLogError::Invalid {
+            let io_error = |source| DiffLogError::Io {
+                path: self.path.clone(),
+                source,
+            };
+            let parsed = match self.lines.next_line()? {
+                Ok((line_no, line)) => match std::str::from_utf8(line) {
+                    Ok(line) if line.trim().is_empty() => continue,
+                    Ok(line) => serde_json::from_str(line).map_err(|e| DiffLogError::Invalid {
                         path: self.path.clone(),
-                        line: self.line_no,
+                        line: line_no,
                         reason: e.to_string(),
-                    });
-                    self.done = parsed.is_err();
-                    return Some(parsed);
-                }
-                Err(source) => {
-                    self.done = true;
-                    return Some(Err(DiffLogError::Io {
-                        path: self.path.clone(),
-                        source,
-                    }));
-                }
-            }
+                    }),
+                    Err(e) => Err(io_error(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e,
+                    ))),
+                },
+                Err(source) => Err(io_error(source)),
+            };
+            self.done = parsed.is_err();
+            return Some(parsed);
         }
         None
     }

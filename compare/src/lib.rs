@@ -32,6 +32,7 @@ pub mod difflog;
 pub mod error;
 pub mod events;
 pub mod exchange;
+mod lines;
 pub mod noise;
 pub mod record;
 pub mod redact;

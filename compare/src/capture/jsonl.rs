@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::{CapturedRequest, header_map, method};
 use crate::error::CaptureError;
 use crate::exchange::{Exchange, RecordedRequest, RecordedResponse};
+use crate::lines::NumberedLines;
 use crate::redact::Redactor;
 
 pub const CAPTURE_SCHEMA_VERSION: u32 = 1;
@@ -246,10 +247,8 @@ pub fn parse_line(
 /// lines skipped, lossy UTF-8). The iterator ends after the first error.
 #[derive(Debug)]
 pub struct JsonlReader<R> {
-    reader: R,
+    lines: NumberedLines<R>,
     path: PathBuf,
-    line_no: usize,
-    buf: Vec<u8>,
     done: bool,
 }
 
@@ -257,10 +256,8 @@ impl<R: BufRead> JsonlReader<R> {
     /// `path` is only used in errors.
     pub fn new(reader: R, path: &Path) -> Self {
         Self {
-            reader,
+            lines: NumberedLines::new(reader),
             path: path.to_owned(),
-            line_no: 0,
-            buf: Vec::new(),
             done: false,
         }
     }
@@ -271,36 +268,21 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => self.done = true,
-                Ok(_) => {
-                    self.line_no += 1;
-                    // Line ends as `str::lines` sees them: `\n` or `\r\n`.
-                    let line = match self.buf.strip_suffix(b"\n") {
-                        Some(rest) => rest.strip_suffix(b"\r").unwrap_or(rest),
-                        None => &self.buf[..],
-                    };
-                    // '\n' never occurs inside a UTF-8 sequence, so decoding
-                    // line by line replaces exactly what decoding the whole
-                    // file would.
-                    let text = String::from_utf8_lossy(line);
-                    match parse_line(&self.path, self.line_no, &text) {
-                        Ok(None) => {}
-                        Ok(Some(request)) => return Some(Ok(request)),
-                        Err(e) => {
-                            self.done = true;
-                            return Some(Err(e));
-                        }
-                    }
+            let parsed = match self.lines.next_line()? {
+                // '\n' never occurs inside a UTF-8 sequence, so decoding
+                // line by line replaces exactly what decoding the whole
+                // file would.
+                Ok((line_no, line)) => {
+                    parse_line(&self.path, line_no, &String::from_utf8_lossy(line)).transpose()
                 }
-                Err(source) => {
-                    self.done = true;
-                    return Some(Err(CaptureError::Read {
-                        path: self.path.clone(),
-                        source,
-                    }));
-                }
+                Err(source) => Some(Err(CaptureError::Read {
+                    path: self.path.clone(),
+                    source,
+                })),
+            };
+            if let Some(parsed) = parsed {
+                self.done = parsed.is_err();
+                return Some(parsed);
             }
         }
         None
