@@ -233,14 +233,7 @@ fn an_invalid_line_reports_its_line_number_when_streaming() {
 
         let log = file(&dir, "diffs.jsonl");
         let _ = std::fs::remove_file(&log);
-        let output = compare_bin()
-            .args(["diff", "--capture"])
-            .arg(&capture_path)
-            .arg("--out")
-            .arg(&log)
-            .env("COMPARE_REDACT_KEY", KEY)
-            .output()
-            .expect("compare runs");
+        let output = compare_diff(&capture_path, &log);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(
@@ -258,14 +251,7 @@ fn a_capture_invalid_from_its_first_line_leaves_no_diff_log() {
     let capture_path = file(&dir, "capture.jsonl");
     std::fs::write(&capture_path, "\n{\"schema_version\": 1}\n").expect("write capture");
     let log = file(&dir, "diffs.jsonl");
-    let output = compare_bin()
-        .args(["diff", "--capture"])
-        .arg(&capture_path)
-        .arg("--out")
-        .arg(&log)
-        .env("COMPARE_REDACT_KEY", KEY)
-        .output()
-        .expect("compare runs");
+    let output = compare_diff(&capture_path, &log);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
@@ -273,6 +259,18 @@ fn a_capture_invalid_from_its_first_line_leaves_no_diff_log() {
         "{stderr}"
     );
     assert!(!log.exists());
+}
+
+/// `compare diff --capture CAPTURE --out LOG`, redacting with the test key.
+fn compare_diff(capture: &std::path::Path, log: &std::path::Path) -> std::process::Output {
+    compare_bin()
+        .args(["diff", "--capture"])
+        .arg(capture)
+        .arg("--out")
+        .arg(log)
+        .env("COMPARE_REDACT_KEY", KEY)
+        .output()
+        .expect("compare runs")
 }
 
 /// The JSON report without the time it was generated.
