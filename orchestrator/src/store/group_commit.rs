@@ -151,15 +151,11 @@ async fn commit(store: &PgStore, mut batch: Vec<Job>) {
         return;
     }
     // A fixed order of key inserts: commits cannot deadlock on keys.
-    batch.sort_by(|a, b| {
-        let key = |j: &Job| {
-            j.acceptance
-                .idempotency
-                .as_ref()
-                .map(|i| (i.tenant.clone(), i.scope.clone(), i.key.clone()))
-        };
-        key(a).cmp(&key(b))
-    });
+    fn key(job: &Job) -> Option<(&str, &str, &str)> {
+        let i = job.acceptance.idempotency.as_ref()?;
+        Some((&i.tenant, &i.scope, &i.key))
+    }
+    batch.sort_by(|a, b| key(a).cmp(&key(b)));
     let acceptances: Vec<&Acceptance> = batch.iter().map(|j| j.acceptance.as_ref()).collect();
     let written = store.write(&acceptances).await;
     drop(acceptances);
