@@ -98,6 +98,28 @@ pgbench_run() {
     | awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d\n", t, n}'
 }
 
+# pgbench_latency RATE CLIENTS SECS SCRIPT [ARGS...]: pgbench open loop at
+# RATE transactions/s (-R: latency counted from each transaction's
+# scheduled start, like loadgen's), per-transaction log; prints
+# "p50 p99 max" in ms.
+pgbench_latency() {
+  local rate=$1 c=$2 secs=$3 script=$4
+  shift 4
+  rm -f /tmp/bench-pgblat-$$.*
+  "$PGBENCH" -n -M prepared -c "$c" -j 2 -R "$rate" -T "$secs" --log --log-prefix="/tmp/bench-pgblat-$$" \
+    -f "$script" "$@" "$PG/$DB" >/dev/null 2>&1
+  cat /tmp/bench-pgblat-$$.* | python3 -c '
+import sys
+lat = sorted(int(line.split()[2]) / 1000 for line in sys.stdin if line.strip())
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+print(f"{q(0.5):.2f} {q(0.99):.2f} {lat[-1]:.2f}")'
+  rm -f /tmp/bench-pgblat-$$.*
+}
+
+# WAL bytes Postgres wrote between two `wal_lsn` readings.
+wal_lsn() { psql -Atq "$PG/$DB" -c "SELECT pg_current_wal_lsn()"; }
+wal_bytes() { psql -Atq "$PG/$DB" -c "SELECT pg_wal_lsn_diff('$2', '$1')::bigint"; }
+
 # CPU accounting, to show where a request's cost goes. cpu_snapshot prints
 # "orchestrator postgres redis nats clients" in clock ticks (1/100 s): live
 # processes' utime+stime, plus, for Postgres, what the postmaster has reaped
