@@ -3,7 +3,9 @@
 use clap::Parser;
 
 /// mimalloc: a profile of the submit path showed ~9 % of the process in
-/// glibc malloc/free.
+/// glibc malloc/free. Its v2 line (workspace feature `v2`): v3 keeps freed
+/// pages committed for 1 s (`purge_delay`), which held a 1000-item bulk
+/// run at 96 MiB peak RSS; v2 returns them after 10 ms (51 MiB, same run).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
