@@ -217,33 +217,38 @@ impl PgStore {
         shadow: bool,
         id: Uuid,
     ) -> Result<Option<MessageView>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, status, to_number, sender, encoding, segments, reference, callback_url,
-                    schedule_at, validity_period, metadata, created_at, updated_at
-               FROM orch.messages WHERE id = $1 AND tenant_id = $2 AND shadow = $3",
+        // One round trip: the message joined with its history (one row per
+        // entry; the message's columns repeat, a handful of rows at most).
+        let rows = sqlx::query(
+            "SELECT m.id, m.status, m.to_number, m.sender, m.encoding, m.segments, m.reference,
+                    m.callback_url, m.schedule_at, m.validity_period, m.metadata, m.created_at,
+                    m.updated_at, h.status AS h_status, h.at AS h_at, h.error_code AS h_error_code
+               FROM orch.messages m
+               LEFT JOIN orch.message_status_history h ON h.message_id = m.id
+              WHERE m.id = $1 AND m.tenant_id = $2 AND m.shadow = $3",
         )
         .bind(id)
         .bind(tenant)
         .bind(shadow)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let history = sqlx::query(
-            "SELECT status, at, error_code FROM orch.message_status_history
-              WHERE message_id = $1 ORDER BY at, status",
-        )
-        .bind(id)
         .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|h| {
-            Ok(HistoryEntry {
-                status: h.try_get("status")?,
-                at: h.try_get("at")?,
-                error_code: h.try_get("error_code")?,
+        .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let history = rows
+            .iter()
+            .map(|h| -> Result<Option<HistoryEntry>, sqlx::Error> {
+                let Some(status) = h.try_get::<Option<String>, _>("h_status")? else {
+                    return Ok(None);
+                };
+                Ok(Some(HistoryEntry {
+                    status,
+                    at: h.try_get("h_at")?,
+                    error_code: h.try_get("h_error_code")?,
+                }))
             })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<_>, _>>()?;
         let metadata: Option<sqlx::types::Json<serde_json::Map<String, serde_json::Value>>> =
             row.try_get("metadata")?;
         Ok(Some(MessageView {
