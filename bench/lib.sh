@@ -14,6 +14,8 @@ PG=postgres://postgres@127.0.0.1:5432
 DB=bench_$$
 SECRET=bench-secret-0123456789abcdef0123456789
 STREAM=BENCH_$$
+# The run's tenant: its Idempotency-Keys in Redis (48 h TTL) are deleted on exit.
+TENANT=bench$$
 SUBJECT=bench$$.sms.outbound.request
 API=http://127.0.0.1:18090
 ADMIN=http://127.0.0.1:19190
@@ -29,6 +31,7 @@ bench_cleanup() {
   if [ -n "$ORCH" ]; then kill "$ORCH" 2>/dev/null || true; wait "$ORCH" 2>/dev/null || true; fi
   "$BIN/sweep-test-state" --prefix "$STREAM" >/dev/null 2>&1 || true
   psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli --scan --pattern "orch:submit-idem:$TENANT:*" 2>/dev/null | xargs -r -n 1000 redis-cli del >/dev/null 2>&1 || true
   rm -f "/tmp/bench-times-$$" "/tmp/bench-pgbench-$$" "/tmp/pgbench_insert_$$.sql"
 }
 
@@ -55,7 +58,7 @@ start_orchestrator() {
 
 # loadgen_json ARGS...: one loadgen run, its JSON line.
 loadgen_json() {
-  "$BIN/loadgen" --url "$API" --secret "$SECRET" --json "$@" | tail -1
+  "$BIN/loadgen" --url "$API" --secret "$SECRET" --tenant "$TENANT" --json "$@" | tail -1
 }
 
 # field JSON NAME [DIGITS=1]
