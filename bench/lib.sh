@@ -32,7 +32,7 @@ bench_cleanup() {
   "$BIN/sweep-test-state" --prefix "$STREAM" >/dev/null 2>&1 || true
   psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   redis-cli --scan --pattern "orch:submit-idem:$TENANT:*" 2>/dev/null | xargs -r -n 1000 redis-cli del >/dev/null 2>&1 || true
-  rm -f "/tmp/bench-times-$$" "/tmp/bench-pgbench-$$" "/tmp/pgbench_insert_$$.sql"
+  rm -f "/tmp/bench-times-$$" "/tmp/bench-pgbench-$$" "/tmp/pgbench_insert_$$.sql" /tmp/bench-pgblat-$$.*
 }
 
 # start_orchestrator [POOL=16]

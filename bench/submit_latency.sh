@@ -35,14 +35,14 @@ for mode in send get; do
     p50s+=("$(field "$j" p50_ms 2)"); p99s+=("$(field "$j" p99_ms 2)")
     printf '| %s | orchestrator | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$r" "$(field "$j" rps 0)" "$(field "$j" p50_ms 2)" \
       "$(field "$j" p90_ms 2)" "$(field "$j" p99_ms 2)" "$(field "$j" max_ms 2)" "$(field "$j" late_p99_ms 2)" \
-      "$(( $(wal_bytes "$w0" "$w1") / $(field "$j" ok 0) ))" "$(field "$j" errors 0)"
+      "$(( $(wal_bytes "$w0" "$w1") / ($(field "$j" ok 0) + 1) ))" "$(field "$j" errors 0)"
     if [ "$mode" = send ]; then
       w0=$(wal_lsn)
       read -r g50 g99 gmax < <(pgbench_latency "$half" "$CONNS" "$SECS" "$INSERT_SQL")
       w1=$(wal_lsn)
       pg50s+=("$g50"); pg99s+=("$g99")
       printf '| %s | pgbench INSERT | %s | %s | | %s | %s | | %s | |\n' "$r" "$half" "$g50" "$g99" "$gmax" \
-        "$(( $(wal_bytes "$w0" "$w1") / (half * SECS) ))"
+        "$(( $(wal_bytes "$w0" "$w1") / (half * SECS + 1) ))"
     fi
   done
   printf '\n%s at half peak: p50 %s ms; p99 %s ms\n' "$mode" "$(spread "${p50s[@]}")" "$(spread "${p99s[@]}")"

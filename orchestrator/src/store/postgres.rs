@@ -39,7 +39,10 @@ pub struct PgStore {
     /// ~3 × `wal_writer_delay`) leaves rows unpublished or unreaped again:
     /// the relay republishes them with the same `Nats-Msg-Id` (JetStream
     /// drops the duplicate) and the reapers delete them next round.
-    /// Acceptances and status events stay on `pool` (synchronous).
+    /// Acceptances and status events stay on `pool` (synchronous). Seen
+    /// from outside after a Postgres crash: a message may read `queued`,
+    /// then `accepted` again until it is republished. Up to 4 connections
+    /// beyond `DATABASE_MAX_CONNECTIONS`.
     bookkeeping: PgPool,
     /// Group commit of acceptances; `None`: each commits alone.
     committer: Option<Committer>,
@@ -271,8 +274,9 @@ impl PgStore {
         }))
     }
 
-    /// The relay's and reapers' statements run once per batch, not per
-    /// request, and go unprepared (`persistent(false)`): Postgres plans
+    /// The relay's and reapers' batch statements (`id = ANY`, `IN
+    /// (SELECT … LIMIT)`) run once per batch, not per request, and go
+    /// unprepared (`persistent(false)`): Postgres plans
     /// them with the batch in hand every time. Prepared once per
     /// connection, they kept the generic plan chosen while the tables were
     /// nearly empty (a sequential scan for `id = ANY($1)`), and with no
