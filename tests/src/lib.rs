@@ -648,3 +648,45 @@ impl Drop for PrivatePostgres {
         self.stop();
     }
 }
+
+/// `n` valid messages for `tenant` created now, each with its outbox
+/// event on `subject`: the rows of an [`orchestrator::store::Acceptance`]
+/// for tests that drive a store directly.
+pub fn new_messages(
+    tenant: &str,
+    n: usize,
+    subject: &str,
+) -> (
+    Vec<orchestrator::store::NewMessage>,
+    Vec<orchestrator::store::OutboxEvent>,
+) {
+    use orchestrator::domain::{MessageText, PhoneNumber, SenderId, TenantId};
+    let now = chrono::Utc::now();
+    let messages: Vec<_> = (0..n)
+        .map(|_| orchestrator::store::NewMessage {
+            id: uuid::Uuid::now_v7(),
+            tenant: TenantId::parse(tenant).unwrap(),
+            shadow: false,
+            to: PhoneNumber::parse("+447700900123").unwrap(),
+            from: SenderId::parse("Acme").unwrap(),
+            body: MessageText::parse("Your code is 123456", 10).unwrap(),
+            reference: None,
+            callback_url: None,
+            schedule_at: None,
+            validity_period: None,
+            metadata: None,
+            correlation_id: format!("corr-{tenant}"),
+            created_at: now,
+        })
+        .collect();
+    let outbox = messages
+        .iter()
+        .map(|m| orchestrator::store::OutboxEvent {
+            message_id: m.id,
+            subject: subject.into(),
+            headers: vec![("Nats-Msg-Id".into(), m.id.to_string())],
+            payload: m.id.to_string().into_bytes(),
+        })
+        .collect();
+    (messages, outbox)
+}

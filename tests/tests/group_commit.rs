@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use integration_tests::TestDatabase;
-use orchestrator::domain::{MessageText, PhoneNumber, SenderId, TenantId};
 use orchestrator::store::{
-    AcceptOutcome, Acceptance, GroupCommit, IdempotencyRecord, NewMessage, OutboxEvent, PgStore,
-    StoredResponse,
+    AcceptOutcome, Acceptance, GroupCommit, IdempotencyRecord, PgStore, StoredResponse,
 };
 use sqlx::Row;
 
@@ -22,32 +20,8 @@ const TENANT: &str = "tenant-gc";
 
 fn acceptance(key: Option<&str>, fingerprint: &str, messages: usize) -> Arc<Acceptance> {
     let now = Utc::now();
-    let messages: Vec<NewMessage> = (0..messages)
-        .map(|_| NewMessage {
-            id: uuid::Uuid::now_v7(),
-            tenant: TenantId::parse(TENANT).unwrap(),
-            shadow: false,
-            to: PhoneNumber::parse("+447700900123").unwrap(),
-            from: SenderId::parse("Acme").unwrap(),
-            body: MessageText::parse("Your code is 123456", 10).unwrap(),
-            reference: None,
-            callback_url: None,
-            schedule_at: None,
-            validity_period: None,
-            metadata: None,
-            correlation_id: "corr-gc".into(),
-            created_at: now,
-        })
-        .collect();
-    let outbox = messages
-        .iter()
-        .map(|m| OutboxEvent {
-            message_id: m.id,
-            subject: "gc.sms.outbound.request".into(),
-            headers: vec![("Nats-Msg-Id".into(), m.id.to_string())],
-            payload: m.id.to_string().into_bytes(),
-        })
-        .collect();
+    let (messages, outbox) =
+        integration_tests::new_messages(TENANT, messages, "gc.sms.outbound.request");
     Arc::new(Acceptance {
         idempotency: key.map(|key| IdempotencyRecord {
             tenant: TENANT.into(),

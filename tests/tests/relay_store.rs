@@ -11,40 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use integration_tests::TestDatabase;
-use orchestrator::domain::{MessageText, PhoneNumber, SenderId, TenantId};
-use orchestrator::store::{Acceptance, GroupCommit, NewMessage, OutboxEvent, PgStore};
+use orchestrator::store::{Acceptance, GroupCommit, PgStore};
 use sqlx::Row;
 
 fn acceptance(messages: usize) -> Arc<Acceptance> {
-    let now = Utc::now();
-    let messages: Vec<NewMessage> = (0..messages)
-        .map(|_| NewMessage {
-            id: uuid::Uuid::now_v7(),
-            tenant: TenantId::parse("tenant-relay").unwrap(),
-            shadow: false,
-            to: PhoneNumber::parse("+447700900123").unwrap(),
-            from: SenderId::parse("Acme").unwrap(),
-            body: MessageText::parse("Your code is 123456", 10).unwrap(),
-            reference: None,
-            callback_url: None,
-            schedule_at: None,
-            validity_period: None,
-            metadata: None,
-            correlation_id: "corr-relay".into(),
-            created_at: now,
-        })
-        .collect();
-    let outbox = messages
-        .iter()
-        .map(|m| OutboxEvent {
-            message_id: m.id,
-            subject: "relay.sms.outbound.request".into(),
-            headers: vec![("Nats-Msg-Id".into(), m.id.to_string())],
-            payload: m.id.to_string().into_bytes(),
-        })
-        .collect();
+    let (messages, outbox) =
+        integration_tests::new_messages("tenant-relay", messages, "relay.sms.outbound.request");
     Arc::new(Acceptance {
         idempotency: None,
         messages,
