@@ -106,8 +106,11 @@ impl Plan {
             sticky: d.upstream.sticky,
             health_path: None,
         };
+        // Hashing and health checks only mean something with two sides.
         if main_upstream.active_targets().count() > 1 {
             main_upstream.health_path = Some(d.api_gateway.health_path.clone());
+        } else {
+            main_upstream.sticky = false;
         }
         let mut upstreams = vec![main_upstream];
         if with_shadow {
