@@ -61,6 +61,7 @@ enum Command {
     Steps,
     /// Go / no-go for the next step: evaluates the alerting rules of the
     /// SLI rules file over a window on Prometheus. Exit 0 READY, 1 NOT READY.
+    /// `severity: page` alerts block; others are warnings unless --strict.
     #[command(
         after_help = "Example:\n  cutover gate --prometheus http://prometheus:9090 --window 30m --min-requests 1000"
     )]
@@ -79,6 +80,9 @@ enum Command {
         /// The orchestrator's scrape job; it must be up.
         #[arg(long, default_value = "orchestrator")]
         job: String,
+        /// Block on every alert, not only `severity: page` ones.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -102,8 +106,13 @@ fn root_of(description: &Path) -> PathBuf {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut d = Description::load(&cli.description)?;
-    let root = root_of(&cli.description);
+    // The gate reads only the rules file; everything else the description.
+    let load = || -> anyhow::Result<(Description, PathBuf)> {
+        Ok((
+            Description::load(&cli.description)?,
+            root_of(&cli.description),
+        ))
+    };
     match cli.command {
         Command::Render {
             phase,
@@ -114,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             all,
             check,
         } => {
+            let (mut d, root) = load()?;
             if all {
                 if check {
                     let stale = files::stale(&d, &root)?;
@@ -145,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
+            let (d, root) = load()?;
             let problems = invariants::check_tree(&d, &root)?;
             for p in &problems {
                 println!("{p}");
@@ -160,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Steps => {
+            let (d, _) = load()?;
             for step in Step::all(&d) {
                 println!(
                     "{:<28} {}",
@@ -178,6 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             window,
             min_requests,
             job,
+            strict,
         } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let gate = Gate::load(
@@ -187,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     window,
                     min_requests,
                     job,
+                    strict,
                 },
             )?;
             let runtime = tokio::runtime::Builder::new_current_thread()

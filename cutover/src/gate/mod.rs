@@ -9,10 +9,14 @@
 //! 1. Prometheus scrapes the orchestrator (`up{job=…}` is 1),
 //! 2. the orchestrator answered enough live `/v1/sms/*` requests in the
 //!    window to judge at all (a quiet canary proves nothing),
-//! 3. no alert condition holds over the window, and
-//! 4. Prometheus itself is firing none of the file's alerts.
+//! 3. no `severity: page` alert condition holds over the window, and
+//! 4. Prometheus itself is firing none of the file's `page` alerts.
 //!
-//! Anything it cannot evaluate is NOT READY (or an error), never READY.
+//! A condition of another severity (`ticket`: degraded, not breaching an
+//! objective, such as Redis fallbacks) is printed as a warning and does not
+//! hold the step back, unless `--strict`: the rules file's own header
+//! makes pages the rollback criterion. Anything the gate cannot evaluate is
+//! NOT READY (or an error), never READY.
 
 pub mod expr;
 pub mod prometheus;
@@ -36,6 +40,8 @@ pub struct GateSettings {
     pub min_requests: u64,
     /// The orchestrator's scrape job.
     pub job: String,
+    /// Every alert blocks, whatever its severity.
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +57,8 @@ pub struct Gate {
 pub struct Check {
     pub name: String,
     pub passed: bool,
+    /// A failed check that does not block is a warning.
+    pub blocking: bool,
     pub detail: String,
 }
 
@@ -63,15 +71,24 @@ pub struct Decision {
 
 impl Decision {
     pub fn ready(&self) -> bool {
-        self.checks.iter().all(|c| c.passed)
+        self.checks.iter().all(|c| c.passed || !c.blocking)
     }
 
-    /// The failed checks, one phrase each.
+    /// The failed blocking checks, one phrase each.
     pub fn reasons(&self) -> Vec<String> {
         self.checks
             .iter()
-            .filter(|c| !c.passed)
+            .filter(|c| !c.passed && c.blocking)
             .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect()
+    }
+
+    /// Failed checks that do not block.
+    pub fn warnings(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed && !c.blocking)
+            .map(|c| c.name.clone())
             .collect()
     }
 }
@@ -83,13 +100,24 @@ impl fmt::Display for Decision {
             writeln!(
                 f,
                 "  {:<7} {}: {}",
-                if c.passed { "ok" } else { "FAILED" },
+                match (c.passed, c.blocking) {
+                    (true, _) => "ok",
+                    (false, true) => "FAILED",
+                    (false, false) => "warning",
+                },
                 c.name,
                 c.detail
             )?;
         }
-        if self.ready() {
+        let warnings = self.warnings();
+        if self.ready() && warnings.is_empty() {
             writeln!(f, "READY: every SLI rule held over the window")
+        } else if self.ready() {
+            writeln!(
+                f,
+                "READY: every page-level SLI rule held over the window (warnings: {})",
+                warnings.join(", ")
+            )
         } else {
             writeln!(f, "NOT READY: {}", self.reasons().join("; "))
         }
@@ -115,6 +143,11 @@ impl Gate {
         })
     }
 
+    /// Whether `alert` holds the step back when its condition holds.
+    fn blocks(&self, alert: &rules::Alert) -> bool {
+        self.settings.strict || alert.labels.get("severity").map(String::as_str) == Some("page")
+    }
+
     /// Asks Prometheus and decides.
     pub async fn decide(&self) -> Result<Decision, CutoverError> {
         let prom = Prometheus::new(&self.settings.prometheus)?;
@@ -130,6 +163,7 @@ impl Gate {
         let up = prom.query(&format!("up{{job=\"{job}\"}}")).await?;
         checks.push(Check {
             name: "scrape".into(),
+            blocking: true,
             passed: !up.is_empty() && up.iter().all(|(_, v)| *v == 1.0),
             detail: if up.is_empty() {
                 format!(
@@ -153,6 +187,7 @@ impl Gate {
         let requests = if requests.is_nan() { 0.0 } else { requests };
         checks.push(Check {
             name: "traffic".into(),
+            blocking: true,
             passed: requests >= self.settings.min_requests as f64,
             detail: format!(
                 "{requests:.0} live /v1/sms/* requests answered by the orchestrator (at least {} needed to judge)",
@@ -184,6 +219,7 @@ impl Gate {
             checks.push(Check {
                 name: format!("{} ({signal})", alert.name),
                 passed: firing.is_empty(),
+                blocking: self.blocks(alert),
                 detail: if !firing.is_empty() {
                     firing
                         .iter()
@@ -211,7 +247,12 @@ impl Gate {
             });
         }
 
-        let names: Vec<&str> = self.alerts.iter().map(|(a, _)| a.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .alerts
+            .iter()
+            .filter(|(a, _)| self.blocks(a))
+            .map(|(a, _)| a.name.as_str())
+            .collect();
         let firing = prom
             .query(&format!(
                 "ALERTS{{alertstate=\"firing\",alertname=~\"{}\"}}",
@@ -221,8 +262,9 @@ impl Gate {
         checks.push(Check {
             name: "alerts".into(),
             passed: firing.is_empty(),
+            blocking: true,
             detail: if firing.is_empty() {
-                "Prometheus fires none of the file's alerts".into()
+                "Prometheus fires none of the file's blocking alerts".into()
             } else {
                 format!(
                     "Prometheus is firing {}",
@@ -291,6 +333,7 @@ mod tests {
                 window: Duration::from_secs(600),
                 min_requests: 1,
                 job: "orchestrator".into(),
+                strict: false,
             },
         )
         .unwrap();
