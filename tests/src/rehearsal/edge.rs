@@ -48,23 +48,14 @@ pub struct Edge {
 impl Edge {
     /// Starts Envoy on `first` (the rehearsal's phase 0).
     pub async fn start(envoy: &Path, dir: &Path, first: &Resources) -> Edge {
-        let mut edge = Edge {
-            child: Command::new("true").spawn().expect("placeholder"),
-            admin: String::new(),
-            listener_port: 0,
-            dir: dir.to_owned(),
-            version: 0,
-            clusters: first.clusters.clone(),
-            route_config: first.route_config.clone(),
-            http: http_client(),
-        };
-        edge.write_clusters(&first.clusters);
-        edge.write_routes(&first.route_config);
         let bootstrap = dir.join("envoy.yaml");
-        std::fs::write(&bootstrap, edge.bootstrap().to_string()).expect("write bootstrap");
+        std::fs::write(&bootstrap, Self::bootstrap(dir).to_string()).expect("write bootstrap");
+        let mut version = 0;
+        write_clusters(dir, &mut version, &first.clusters);
+        write_routes(dir, &mut version, &first.route_config);
         let admin_path = dir.join("admin-address");
         let log = std::fs::File::create(dir.join("envoy.log")).expect("envoy log");
-        edge.child = Command::new(envoy)
+        let child = Command::new(envoy)
             .arg("-c")
             .arg(&bootstrap)
             .arg("--admin-address-path")
@@ -83,6 +74,16 @@ impl Edge {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn envoy");
+        let mut edge = Edge {
+            child,
+            admin: String::new(),
+            listener_port: 0,
+            dir: dir.to_owned(),
+            version,
+            clusters: first.clusters.clone(),
+            route_config: first.route_config.clone(),
+            http: http_client(),
+        };
         edge.admin = eventually(Duration::from_secs(30), || {
             let p = admin_path.clone();
             async move {
@@ -125,17 +126,17 @@ impl Edge {
         edge
     }
 
-    fn bootstrap(&self) -> Value {
+    fn bootstrap(dir: &Path) -> Value {
         let mut hcm = cutover::envoy::connection_manager();
         hcm["rds"] = json!({
             "route_config_name": cutover::envoy::ROUTE_CONFIG,
-            "config_source": {"path_config_source": {"path": self.dir.join("rds.yaml")}, "resource_api_version": "V3"},
+            "config_source": {"path_config_source": {"path": dir.join("rds.yaml")}, "resource_api_version": "V3"},
         });
         hcm["access_log"] = json!([{
             "name": "envoy.access_loggers.file",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                "path": self.dir.join("access.jsonl"),
+                "path": dir.join("access.jsonl"),
                 "log_format": {"json_format": {
                     "start": "%START_TIME(%s.%3f)%",
                     "corr": "%REQ(X-CORRELATION-ID)%",
@@ -150,40 +151,18 @@ impl Edge {
             "node": {"id": "rehearsal", "cluster": "rehearsal"},
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "dynamic_resources": {
-                "cds_config": {"path_config_source": {"path": self.dir.join("cds.yaml")}, "resource_api_version": "V3"},
+                "cds_config": {"path_config_source": {"path": dir.join("cds.yaml")}, "resource_api_version": "V3"},
             },
             "static_resources": {"listeners": [cutover::envoy::listener("127.0.0.1", 0, hcm)]},
         })
     }
 
     fn write_clusters(&mut self, clusters: &[Value]) -> String {
-        self.version += 1;
-        let resources: Vec<Value> = clusters
-            .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                c["@type"] = json!("type.googleapis.com/envoy.config.cluster.v3.Cluster");
-                c
-            })
-            .collect();
-        let v = self.version.to_string();
-        write_atomically(
-            &self.dir.join("cds.yaml"),
-            &json!({"version_info": v, "resources": resources}).to_string(),
-        );
-        v
+        write_clusters(&self.dir, &mut self.version, clusters)
     }
 
     fn write_routes(&mut self, route_config: &Value) -> String {
-        self.version += 1;
-        let mut r = route_config.clone();
-        r["@type"] = json!("type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
-        let v = self.version.to_string();
-        write_atomically(
-            &self.dir.join("rds.yaml"),
-            &json!({"version_info": v, "resources": [r]}).to_string(),
-        );
-        v
+        write_routes(&self.dir, &mut self.version, route_config)
     }
 
     async fn stat_text(&self, filter: &str) -> String {
@@ -321,4 +300,36 @@ impl Edge {
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("envoy.log")
     }
+}
+
+/// Writes `cds.yaml` (a DiscoveryResponse) with the next version.
+fn write_clusters(dir: &Path, version: &mut u64, clusters: &[Value]) -> String {
+    *version += 1;
+    let resources: Vec<Value> = clusters
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c["@type"] = json!("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+            c
+        })
+        .collect();
+    let v = version.to_string();
+    write_atomically(
+        &dir.join("cds.yaml"),
+        &json!({"version_info": v, "resources": resources}).to_string(),
+    );
+    v
+}
+
+/// Writes `rds.yaml` with the next version.
+fn write_routes(dir: &Path, version: &mut u64, route_config: &Value) -> String {
+    *version += 1;
+    let mut r = route_config.clone();
+    r["@type"] = json!("type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+    let v = version.to_string();
+    write_atomically(
+        &dir.join("rds.yaml"),
+        &json!({"version_info": v, "resources": [r]}).to_string(),
+    );
+    v
 }

@@ -430,7 +430,7 @@ impl Rehearsal {
             "orchestrator_submit_api_enabled 1",
         );
         self.apply("1-shadow").await;
-        self.shadow_phase(&http).await;
+        self.shadow_phase().await;
 
         // 1 → 2: compare report on the shadow's diff log.
         self.compare_gate().await;
@@ -697,7 +697,7 @@ impl Rehearsal {
         );
     }
 
-    async fn shadow_phase(&mut self, _http: &reqwest::Client) {
+    async fn shadow_phase(&mut self) {
         let mirror0 = self.stack.mirror_metrics().await;
         let orch0 = self.stack.orchestrator_metrics().await;
         // Live probes straight to the orchestrator while shadow traffic
