@@ -276,6 +276,67 @@ impl DiffRecord {
         };
     }
 
+    /// Reads a record written before rules were attributed (an explained
+    /// difference without `rule`) the way it is meant today. Those records
+    /// carried contract changes as `noise`: status and envelope classes,
+    /// `Content-Type` normalisation, ids and timestamps of another format
+    /// under the old, format-blind shapes. They become `accepted`, so a
+    /// report over an old diff log never counts them as noise. Records with
+    /// attribution are left alone. [`crate::difflog::RecordReader`] applies
+    /// it to every record it reads.
+    pub fn upgrade_legacy(&mut self) {
+        use crate::rules::shape::{id_format, timestamp_format};
+        if let Some(s) = self.status.as_mut()
+            && s.rule.is_none()
+            && let Some(label) = s.noise.as_deref()
+            && let Some(accepted) = legacy_class(label)
+        {
+            s.accepted = Some(accepted);
+            s.noise = None;
+        }
+        for d in self.headers.iter_mut().filter(|d| d.rule.is_none()) {
+            let Some(label) = d.noise.as_deref() else {
+                continue;
+            };
+            let accepted = legacy_class(label).or_else(|| {
+                let header = label.strip_prefix("normalize:")?;
+                let formats = |v: &Option<String>| v.as_deref().map(crate::rules::path_id_formats);
+                let changed =
+                    header == "content-type" || formats(&d.primary) != formats(&d.candidate);
+                changed.then(|| format!("header-normalize:{header}"))
+            });
+            if accepted.is_some() {
+                d.accepted = accepted;
+                d.noise = None;
+            }
+        }
+        for d in self.body.iter_mut().filter(|d| d.rule.is_none()) {
+            let Some(label) = d.noise.as_deref() else {
+                continue;
+            };
+            let text = |v: &Option<serde_json::Value>| {
+                v.as_ref().and_then(|v| v.as_str().map(str::to_owned))
+            };
+            let (p, c) = (text(&d.primary), text(&d.candidate));
+            let changed = match (p.as_deref(), c.as_deref()) {
+                (Some(p), Some(c)) if label.starts_with("shape:") => {
+                    id_format(p).is_some() && id_format(c).is_some() && id_format(p) != id_format(c)
+                }
+                (Some(p), Some(c)) if label.starts_with("timestamp") => {
+                    timestamp_format(p) != timestamp_format(c)
+                }
+                _ => false,
+            };
+            let accepted = legacy_class(label)
+                .or_else(|| changed.then(|| format!("format-change:{}", d.pointer)));
+            if accepted.is_some() {
+                d.accepted = accepted;
+                d.noise = None;
+            }
+        }
+        self.recompute_verdict();
+    }
+
     /// `differs` split in two: [`Category::AcceptedChange`] when every
     /// difference that is not noise was accepted by a contract-change rule.
     pub fn category(&self) -> Category {
@@ -374,5 +435,17 @@ impl DiffRecord {
             })
         });
         status.into_iter().chain(headers).chain(body)
+    }
+}
+
+/// The contract-change label of a pre-attribution `noise` label that named
+/// a status or envelope class.
+fn legacy_class(label: &str) -> Option<String> {
+    if label.starts_with("status-class:") {
+        Some(label.to_owned())
+    } else {
+        label
+            .strip_prefix("envelope:")
+            .map(|name| format!("envelope-class:{name}"))
     }
 }

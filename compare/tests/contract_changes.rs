@@ -432,3 +432,58 @@ fn the_noise_section_shows_what_each_rule_explained_with_an_example() {
         gated.markdown
     );
 }
+
+#[test]
+fn an_old_diff_log_that_called_contract_changes_noise_is_not_certified() {
+    // Written by the previous mirror-proxy: status class, Content-Type
+    // normalisation and an ObjectId/UUIDv7 pair all filed as `noise`, no
+    // `rule` anywhere, verdict `noise-only`.
+    let dir = tmp();
+    let line = |i: usize| {
+        json!({
+            "schema_version": 1, "ts": format!("2026-05-01T12:00:{:02}Z", i), "route": "POST /v1/sms/send",
+            "method": "POST",
+            "status": {"primary": 201, "candidate": 202, "noise": "status-class:send-accepted"},
+            "headers": [
+                {"name": "content-type", "kind": "changed", "primary": "application/json; charset=utf-8",
+                 "candidate": "application/json", "noise": "normalize:content-type"},
+                {"name": "location", "kind": "changed", "primary": "/v1/sms/507f1f77bcf86cd799439011",
+                 "candidate": "/v1/sms/65f000000000000000000001", "noise": "normalize:location"}
+            ],
+            "body": [
+                {"pointer": "/id", "kind": "changed", "primary": "507f1f77bcf86cd799439011",
+                 "candidate": "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a", "noise": "shape:id"},
+                {"pointer": "/created_at", "kind": "changed", "primary": "2026-05-01T12:00:00.100Z",
+                 "candidate": "2026-05-01T12:00:00.123Z", "noise": "timestamp±5000ms"}
+            ],
+            "verdict": "noise-only", "redacted": true
+        })
+        .to_string()
+    };
+    let log = file(&dir, "old.jsonl");
+    let text: String = (0..10).map(|i| line(i) + "\n").collect();
+    std::fs::write(&log, text).expect("write log");
+    let gated = report(&dir, &log, &[]);
+    assert_eq!(gated.code, 1, "{}", gated.line);
+    assert_eq!(gated.json["overall"]["noise_only"], 0);
+    assert_eq!(gated.json["overall"]["accepted_change"], 10);
+    let labels: Vec<&str> = rows(&gated.json, "contract_changes")
+        .iter()
+        .filter_map(|c| c["label"].as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "format-change:/id",
+            "header-normalize:content-type",
+            "status-class:send-accepted"
+        ],
+        "{labels:?}"
+    );
+    // Two ObjectIds in Location and two millisecond timestamps stay noise.
+    let noise: Vec<&str> = rows(&gated.json, "noise")
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(noise, ["header:location", "/created_at"], "{noise:?}");
+}

@@ -654,7 +654,7 @@ impl HeaderNormalizer {
 
 /// The formats of the id-like path segments of a header value, in order
 /// (`None` for decimal numbers).
-fn path_id_formats(value: &str) -> Vec<Option<shape::IdFormat>> {
+pub(crate) fn path_id_formats(value: &str) -> Vec<Option<shape::IdFormat>> {
     let path = value.split(['?', '#']).next().unwrap_or("");
     path.split('/')
         .filter(|seg| shape::is_path_id(seg))
