@@ -300,6 +300,19 @@ fn rules_with_status_class(dir: &tempfile::TempDir) -> PathBuf {
 fn an_accepted_status_class_is_listed_apart_and_fails_the_gate_until_acknowledged() {
     let dir = tmp();
     let rules = rules_with_status_class(&dir);
+    // A reviewer of the rules file sees what it accepts.
+    let checked = compare_bin()
+        .arg("check-rules")
+        .arg(&rules)
+        .output()
+        .expect("check-rules runs");
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success()
+            && stdout.contains("1 rules accept a contract change")
+            && stdout.contains("status-class:send-accepted"),
+        "{stdout}"
+    );
     let log = diff(&dir, &write_capture(&dir, &only_202(20)), Some(&rules));
 
     // Without the acknowledgement: NOT READY, and why.

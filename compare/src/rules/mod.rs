@@ -218,6 +218,38 @@ impl Rules {
     pub fn redact_spec(&self) -> &file::RedactSpec {
         &self.redact
     }
+
+    /// Every contract change these rules can accept, as `(label, rule)`:
+    /// the labels a gate over their diff logs will ask to acknowledge.
+    /// Empty for the shipped defaults.
+    pub fn contract_changes(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let sets = std::iter::once(&self.defaults).chain(self.routes.iter().map(|r| &r.rules));
+        for set in sets {
+            let mut add = |e: Explanation| {
+                if !out.iter().any(|(l, r)| *l == e.label && *r == e.rule) {
+                    out.push((e.label, e.rule));
+                }
+            };
+            set.status_classes.iter().for_each(|c| add(c.explanation()));
+            set.envelope_classes
+                .iter()
+                .for_each(|c| add(c.explanation()));
+            for n in &set.header_normalize {
+                if n.strip_params || n.lowercase || n.accept_format_change {
+                    add(Explanation::change(n.change_label.as_str(), &n.rule));
+                }
+            }
+            for m in set.matchers.iter().filter(|m| m.accept_format_change) {
+                add(Explanation::change(
+                    format!("format-change:{}", m.pointer.as_str()),
+                    &m.rule,
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
 }
 
 impl RuleSet {
@@ -804,6 +836,23 @@ mod tests {
             "/v1/sms/0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a",
         );
         assert_eq!(template, "GET /v1/sms/{id}");
+    }
+
+    #[test]
+    fn the_shipped_defaults_accept_no_contract_change() {
+        let rules = Rules::default_rules().expect("default.toml compiles");
+        assert_eq!(rules.contract_changes(), Vec::<(String, String)>::new());
+        let with_class = Rules::from_toml_str(&format!(
+            "{DEFAULT_RULES_TOML}\n[[routes.\"POST /v1/sms/bulk\".status_class]]\nname = \"bulk-accepted\"\nprimary = [201]\ncandidate = [202]\n"
+        ))
+        .expect("compiles");
+        assert_eq!(
+            with_class.contract_changes(),
+            vec![(
+                "status-class:bulk-accepted".to_owned(),
+                "[routes.\"POST /v1/sms/bulk\"] status_class bulk-accepted".to_owned()
+            )]
+        );
     }
 
     #[test]

@@ -390,7 +390,20 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn check_rules(path: &Path) -> anyhow::Result<ExitCode> {
-    Rules::load(path)?;
+    let rules = Rules::load(path)?;
     println!("{}: ok", path.display());
+    // What a reviewer must see: these rules accept client-visible changes.
+    let changes = rules.contract_changes();
+    if changes.is_empty() {
+        println!("value noise only: no rule accepts a contract change");
+    } else {
+        println!(
+            "{} rules accept a contract change; a gate over their diff logs needs --acknowledge-contract-change for each label it meets:",
+            changes.len()
+        );
+        for (label, rule) in changes {
+            println!("  {label}  ({rule})");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
