@@ -118,8 +118,9 @@ fn before_parity(n: usize) -> Vec<Value> {
     lines
 }
 
-/// `n` sends where the candidate is at parity except for `202`.
-fn only_202(n: usize) -> Vec<Value> {
+/// `n` sends where the candidate answers like the legacy (its own
+/// ObjectIds, its own timestamps) with HTTP `status`.
+fn parity_sends(n: usize, status: u16) -> Vec<Value> {
     (0..n)
         .map(|i| {
             exchange(
@@ -133,9 +134,9 @@ fn only_202(n: usize) -> Vec<Value> {
                     message(&object_id(i), "2026-05-01T12:00:00.100Z"),
                 ),
                 (
-                    202,
+                    status,
                     LEGACY_JSON,
-                    message(&object_id(1000 + i), "2026-05-01T12:00:00.120Z"),
+                    message(&object_id(500 + i), "2026-05-01T12:00:00.130Z"),
                 ),
             )
         })
@@ -313,7 +314,11 @@ fn an_accepted_status_class_is_listed_apart_and_fails_the_gate_until_acknowledge
             && stdout.contains("status-class:send-accepted"),
         "{stdout}"
     );
-    let log = diff(&dir, &write_capture(&dir, &only_202(20)), Some(&rules));
+    let log = diff(
+        &dir,
+        &write_capture(&dir, &parity_sends(20, 202)),
+        Some(&rules),
+    );
 
     // Without the acknowledgement: NOT READY, and why.
     let gated = report(&dir, &log, &[]);
@@ -399,26 +404,7 @@ fn an_accepted_status_class_is_listed_apart_and_fails_the_gate_until_acknowledge
 fn the_noise_section_shows_what_each_rule_explained_with_an_example() {
     let dir = tmp();
     // At parity: each side's own ObjectIds and timestamps, nothing else.
-    let lines: Vec<Value> = (0..10)
-        .map(|i| {
-            exchange(
-                i,
-                "POST",
-                "/v1/sms/send",
-                Some(json!({"to": PHONE, "from": "Acme", "body": "hello"})),
-                (
-                    201,
-                    LEGACY_JSON,
-                    message(&object_id(i), "2026-05-01T12:00:00.100Z"),
-                ),
-                (
-                    201,
-                    LEGACY_JSON,
-                    message(&object_id(500 + i), "2026-05-01T12:00:00.130Z"),
-                ),
-            )
-        })
-        .collect();
+    let lines = parity_sends(10, 201);
     let log = diff(&dir, &write_capture(&dir, &lines), None);
     let gated = report(&dir, &log, &[]);
     assert_eq!(gated.code, 0, "{}", gated.line);

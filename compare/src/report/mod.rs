@@ -429,14 +429,9 @@ fn count_explained<'r>(
 fn explained(counts: ExplainedCounts, route_samples: &HashMap<&str, u64>) -> Vec<ExplainedStats> {
     counts
         .into_iter()
-        .map(|((route, rule, label, path, kind), (count, example))| {
-            let samples = route_samples
-                .get(route.as_str())
-                .copied()
-                .unwrap_or(0)
-                .max(1);
-            ExplainedStats {
-                share: count as f64 / samples as f64,
+        .map(
+            |((route, rule, label, path, kind), (count, example))| ExplainedStats {
+                share: share_of_route(route_samples, &route, count),
                 rule,
                 label,
                 route,
@@ -444,8 +439,8 @@ fn explained(counts: ExplainedCounts, route_samples: &HashMap<&str, u64>) -> Vec
                 kind,
                 count,
                 example,
-            }
-        })
+            },
+        )
         .collect()
 }
 
@@ -500,23 +495,22 @@ fn timeline(
         .collect()
 }
 
+/// `count` over the route's samples.
+fn share_of_route(route_samples: &HashMap<&str, u64>, route: &str, count: u64) -> f64 {
+    let samples = route_samples.get(route).copied().unwrap_or(0).max(1);
+    count as f64 / samples as f64
+}
+
 fn top_paths(paths: PathCounts, route_samples: &HashMap<&str, u64>) -> Vec<PathStats> {
     let mut out: Vec<PathStats> = paths
         .into_iter()
-        .map(|((route, path, kind), (count, examples))| {
-            let samples = route_samples
-                .get(route.as_str())
-                .copied()
-                .unwrap_or(0)
-                .max(1);
-            PathStats {
-                share: count as f64 / samples as f64,
-                route,
-                path,
-                kind,
-                count,
-                examples,
-            }
+        .map(|((route, path, kind), (count, examples))| PathStats {
+            share: share_of_route(route_samples, &route, count),
+            route,
+            path,
+            kind,
+            count,
+            examples,
         })
         .collect();
     // Most frequent first; among equals, what a client meets first: the

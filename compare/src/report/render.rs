@@ -12,7 +12,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, Value as JinjaValue, context};
 use serde::Serialize;
 
-use super::{Example, ExplainedStats, Report, percent};
+use super::{Example, ExplainedStats, RateStats, Report, percent};
 use crate::error::ReportError;
 use crate::record::RequestSnapshot;
 use crate::redact::DROPPED;
@@ -280,6 +280,21 @@ fn table(
     }
 }
 
+/// The columns of the accepted-changes and noise tables: the rule and its
+/// label (in the order given), then where, how often, and an example.
+fn explained_columns(first: &'static str, second: &'static str) -> Vec<Column> {
+    columns(&[
+        (first, false),
+        (second, false),
+        ("route", false),
+        ("path", false),
+        ("exchanges", true),
+        ("share of route", true),
+        ("legacy (example)", false),
+        ("orchestrator (example)", false),
+    ])
+}
+
 fn explained_rows(
     rows: &[ExplainedStats],
     anchor: Option<&str>,
@@ -310,50 +325,56 @@ fn explained_rows(
         .collect()
 }
 
+/// The counts and rate of a set of records, as the summary and each route
+/// show them.
+const STAT_COLUMNS: [(&str, bool); 7] = [
+    ("samples", true),
+    ("same", true),
+    ("noise only", true),
+    ("accepted contract changes", true),
+    ("differs", true),
+    ("diff rate", true),
+    ("95% CI", false),
+];
+
+fn stat_cells(stats: &RateStats) -> Vec<Cell> {
+    vec![
+        text(stats.samples.to_string()),
+        text(stats.same.to_string()),
+        text(stats.noise_only.to_string()),
+        text(stats.accepted_change.to_string()),
+        text(stats.differs.to_string()),
+        text(percent(stats.diff_rate)),
+        text(format!(
+            "{} – {}",
+            percent(stats.ci_low),
+            percent(stats.ci_high)
+        )),
+    ]
+}
+
 /// The tables of a report, in the order both templates show them.
 fn tables(report: &Report) -> Vec<TableView> {
-    let o = &report.overall;
     let summary = table(
         "summary",
         "Summary",
         "Every compared exchange, by how its differences were explained. The diff rate counts unexplained differences only.",
-        columns(&[
-            ("samples", true),
-            ("same", true),
-            ("noise only", true),
-            ("accepted contract changes", true),
-            ("differs", true),
-            ("diff rate", true),
-            ("95% CI", false),
-        ]),
-        vec![vec![
-            text(o.samples.to_string()),
-            text(o.same.to_string()),
-            text(o.noise_only.to_string()),
-            text(o.accepted_change.to_string()),
-            text(o.differs.to_string()),
-            text(percent(o.diff_rate)),
-            text(format!("{} – {}", percent(o.ci_low), percent(o.ci_high))),
-        ]],
+        columns(&STAT_COLUMNS),
+        vec![stat_cells(&report.overall)],
         "No records.",
     );
+    let mut route_columns = vec![("route", false)];
+    route_columns.extend(STAT_COLUMNS);
+    route_columns.extend([
+        ("p50 legacy", true),
+        ("p50 orchestrator", true),
+        ("statuses that differ (legacy→orchestrator)", false),
+    ]);
     let routes = table(
         "routes",
         "Per route",
         "The gate checks each route on its own.",
-        columns(&[
-            ("route", false),
-            ("samples", true),
-            ("same", true),
-            ("noise only", true),
-            ("accepted contract changes", true),
-            ("differs", true),
-            ("diff rate", true),
-            ("95% CI", false),
-            ("p50 legacy", true),
-            ("p50 orchestrator", true),
-            ("statuses that differ (legacy→orchestrator)", false),
-        ]),
+        columns(&route_columns),
         report
             .routes
             .iter()
@@ -363,23 +384,14 @@ fn tables(report: &Report) -> Vec<TableView> {
                     .iter()
                     .map(|(pair, n)| format!("{pair}: {n}"))
                     .collect();
-                vec![
-                    code(r.route.as_str()),
-                    text(r.stats.samples.to_string()),
-                    text(r.stats.same.to_string()),
-                    text(r.stats.noise_only.to_string()),
-                    text(r.stats.accepted_change.to_string()),
-                    text(r.stats.differs.to_string()),
-                    text(percent(r.stats.diff_rate)),
-                    text(format!(
-                        "{} – {}",
-                        percent(r.stats.ci_low),
-                        percent(r.stats.ci_high)
-                    )),
+                let mut row = vec![code(r.route.as_str())];
+                row.extend(stat_cells(&r.stats));
+                row.extend([
                     text(ms(r.p50_primary_ms)),
                     text(ms(r.p50_candidate_ms)),
                     text(pairs.join(", ")),
-                ]
+                ]);
+                row
             })
             .collect(),
         "No records.",
@@ -388,16 +400,7 @@ fn tables(report: &Report) -> Vec<TableView> {
         "contract-changes",
         "Accepted contract changes",
         "Differences a client could notice that a rule accepted (status, envelope or format classes). They are not noise: the gate fails on them unless the run acknowledges each one with --acknowledge-contract-change <contract change>.",
-        columns(&[
-            ("contract change", false),
-            ("rule", false),
-            ("route", false),
-            ("path", false),
-            ("exchanges", true),
-            ("share of route", true),
-            ("legacy (example)", false),
-            ("orchestrator (example)", false),
-        ]),
+        explained_columns("contract change", "rule"),
         explained_rows(&report.contract_changes, Some("change"), false),
         "None: no rule accepted a client-visible change.",
     );
@@ -439,16 +442,7 @@ fn tables(report: &Report) -> Vec<TableView> {
         "noise",
         "Explained as value noise",
         "What the rules explained away as values that differ between any two correct runs (generated ids of the same format, timestamps within tolerance, per-response headers), by rule, route and path.",
-        columns(&[
-            ("rule", false),
-            ("explained as", false),
-            ("route", false),
-            ("path", false),
-            ("exchanges", true),
-            ("share of route", true),
-            ("legacy (example)", false),
-            ("orchestrator (example)", false),
-        ]),
+        explained_columns("rule", "explained as"),
         explained_rows(&report.noise, None, true),
         "Nothing was explained as noise.",
     );
