@@ -235,7 +235,7 @@ pub struct EventsArgs {
 /// fails on it unless it is named with --acknowledge-contract-change.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  compare report diffs.jsonl events.jsonl --html report.html --markdown report.md \\\n    --json report.json --max-diff-rate 0.1% --min-samples 1000 && echo 'go for canary'\n\nAccepting a contract change a rules file declares (the label is in the report and in the NOT READY line):\n  compare report diffs.jsonl --rules accepted.toml --max-diff-rate 0.1% --min-samples 1000 \\\n    --acknowledge-contract-change status-class:send-accepted"
+    after_help = "Example:\n  compare report diffs.jsonl events.jsonl --html report.html --markdown report.md \\\n    --json report.json --max-diff-rate 0.1% --min-samples 1000 && echo 'go for canary'\n\nAccepting a contract change the rules that wrote the log declare (the label is in the report and in the NOT READY line):\n  compare report diffs.jsonl --max-diff-rate 0.1% --min-samples 1000 \\\n    --acknowledge-contract-change status-class:send-accepted"
 )]
 pub struct ReportArgs {
     /// Diff logs (from replay, events or the mirror proxy).
