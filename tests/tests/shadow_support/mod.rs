@@ -184,7 +184,7 @@ impl Proxy {
                 dir.path().join("mirror-proxy.toml").display()
             ))
             .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
-            .env("MIRROR_REDACTION_KEY", REDACTION_KEY)
+            .env("DIFF_REDACTION_KEY", REDACTION_KEY)
             .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
