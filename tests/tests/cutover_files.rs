@@ -376,7 +376,7 @@ fn the_phase_0_manifests_validate_and_agree_with_the_edge() {
         .arg(&cfg)
         .arg("--check")
         .env("MIRROR_SHADOW_CREDENTIAL", "check-only-credential")
-        .env("MIRROR_REDACTION_KEY", "check-only-key")
+        .env("DIFF_REDACTION_KEY", "check-only-key")
         .output()
         .unwrap();
     assert!(

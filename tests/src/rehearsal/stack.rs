@@ -214,7 +214,7 @@ impl Stack {
         let mut cmd = Command::new(bin_dir.join("mirror-proxy"));
         cmd.arg(format!("--config={}", config.display()))
             .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
-            .env("MIRROR_REDACTION_KEY", REDACTION_KEY)
+            .env("DIFF_REDACTION_KEY", REDACTION_KEY)
             .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn");
         let mirror = Service::spawn("mirror-proxy", cmd).await;
 
