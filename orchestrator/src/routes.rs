@@ -15,7 +15,7 @@ use crate::state::AppState;
 use crate::submit::{bulk::bulk, send::send, status::status};
 
 /// The public API: `/v1/sms/*` behind the feature flag, plus the contract
-/// and the probes (Kong's upstream health checks use them).
+/// and the probes Kong's upstream health checks use.
 pub fn api(app: AppState) -> Router {
     let submit = Router::new()
         .route("/v1/sms/send", post(send))
@@ -28,7 +28,8 @@ pub fn api(app: AppState) -> Router {
     Router::new()
         .merge(submit)
         .route("/openapi.json", get(openapi))
-        .merge(probes())
+        .route("/healthz", get(edge_healthz))
+        .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(method_not_allowed_as_problem))
         .layer(middleware::from_fn_with_state(
@@ -54,6 +55,25 @@ fn probes() -> Router<AppState> {
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+}
+
+/// The edge's health check of this target (Kong's upstream, the Envoy
+/// twin's cluster): `503` while `SUBMIT_API_ENABLED` is off, so the flag
+/// alone takes the orchestrator out of the edge's rotation within the
+/// check's interval (the rollback lever of the migration plan). Kong probes
+/// every target of an upstream on one path, and the api-gateway answers
+/// `/healthz`, hence this path. The admin listener's `/healthz` is the
+/// process's liveness (Kubernetes) and ignores the flag.
+async fn edge_healthz(State(app): State<AppState>) -> Response {
+    if app.flag.is_on() {
+        axum::Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "submit_api_disabled"})),
+        )
+            .into_response()
+    }
 }
 
 async fn openapi(State(app): State<AppState>) -> Response {

@@ -6,6 +6,8 @@
 //! `TEST_NATS_URL` (defaults: the machine's services on their usual ports).
 //! The project's test command makes sure they answer before any test runs.
 
+pub mod rehearsal;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -56,6 +58,31 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// An external tool the test command installs (`deck`, `envoy`,
+/// `prometheus`, …): `$ENV_VAR` when set, else the first `name` on `PATH`.
+/// Missing is a failure that says how to install it, never a skip.
+pub fn require_tool(name: &str, env_var: &str, install: &str) -> PathBuf {
+    std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed (nor {env_var} set): {install}; scripts/test.sh does this")
+        })
+}
+
+/// The repository root (the workspace).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// A fresh Postgres database, dropped when the test ends.

@@ -305,7 +305,7 @@ async fn tenant_header_is_required() {
 }
 
 #[tokio::test]
-async fn with_the_flag_off_the_routes_are_404_but_health_stays_up() {
+async fn with_the_flag_off_the_routes_are_404_the_edge_probe_fails_and_the_process_stays_healthy() {
     let app = TestApp::spawn(Options {
         submit_disabled: true,
         ..Options::default()
@@ -315,9 +315,21 @@ async fn with_the_flag_off_the_routes_are_404_but_health_stays_up() {
     problem(r, StatusCode::NOT_FOUND, "submit-api-disabled").await;
     let r = app.get(&uuid::Uuid::now_v7().to_string()).await;
     problem(r, StatusCode::NOT_FOUND, "submit-api-disabled").await;
-    let health = app
+    // The API listener's /healthz is the edge's health check: it takes
+    // this target out of rotation while the flag is off.
+    let edge = app
         .http
         .get(format!("{}/healthz", app.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edge.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let edge: Value = edge.json().await.unwrap();
+    assert_eq!(edge["status"], "submit_api_disabled");
+    // The admin listener's probes are the process's: alive and ready.
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.admin))
         .send()
         .await
         .unwrap();
