@@ -28,6 +28,7 @@ pub mod correlation;
 pub mod domain;
 pub mod flag;
 pub mod idempotency;
+pub mod node_json;
 pub mod reaper;
 pub mod relay;
 pub mod shadow;

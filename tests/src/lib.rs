@@ -664,7 +664,7 @@ pub fn new_messages(
     let now = chrono::Utc::now();
     let messages: Vec<_> = (0..n)
         .map(|_| orchestrator::store::NewMessage {
-            id: uuid::Uuid::now_v7(),
+            id: orchestrator::domain::process_ids().next(now),
             tenant: TenantId::parse(tenant).unwrap(),
             shadow: false,
             to: PhoneNumber::parse("+447700900123").unwrap(),

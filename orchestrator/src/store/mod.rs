@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use crate::domain::{MessageText, PhoneNumber, SenderId, TenantId};
+use crate::domain::{MessageId, MessageText, PhoneNumber, SenderId, TenantId};
 
 pub use group_commit::GroupCommit;
 pub use postgres::{OUTBOX_CHANNEL, PgStore};
@@ -25,7 +23,7 @@ pub use sqlite::SqliteStore;
 /// A message that passed every check, about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub id: Uuid,
+    pub id: MessageId,
     pub tenant: TenantId,
     pub shadow: bool,
     pub to: PhoneNumber,
@@ -43,7 +41,7 @@ pub struct NewMessage {
 /// An event to publish once the acceptance commits.
 #[derive(Debug, Clone)]
 pub struct OutboxEvent {
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     pub subject: String,
     pub headers: Vec<(String, String)>,
     pub payload: Vec<u8>,
@@ -99,7 +97,7 @@ pub struct HistoryEntry {
 /// A stored message as `GET /v1/sms/{id}` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
-    pub id: Uuid,
+    pub id: MessageId,
     pub status: String,
     pub to: String,
     pub from: String,
@@ -123,7 +121,7 @@ pub struct MessageView {
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
     pub id: i64,
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     pub subject: String,
     pub headers: Vec<(String, String)>,
     pub payload: Vec<u8>,
@@ -141,7 +139,7 @@ pub struct OutboxBacklog {
 /// A delivery status event from the SMS workers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StatusEvent {
-    pub id: Uuid,
+    pub id: MessageId,
     pub status: MessageStatus,
     pub at: DateTime<Utc>,
     #[serde(default)]
@@ -329,7 +327,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         shadow: bool,
-        id: Uuid,
+        id: MessageId,
     ) -> Result<Option<MessageView>, StoreError> {
         dispatch!(self, s => s.get_message(tenant.as_str(), shadow, id).await)
     }
@@ -344,7 +342,7 @@ impl Store {
     }
 
     /// Marks rows published and their messages `queued`.
-    pub async fn mark_published(&self, ids: &[(i64, Uuid)]) -> Result<(), StoreError> {
+    pub async fn mark_published(&self, ids: &[(i64, MessageId)]) -> Result<(), StoreError> {
         dispatch!(self, s => s.mark_published(ids).await)
     }
 

@@ -6,11 +6,11 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::accept::{Prepared, accept, stored_json};
 use super::parse::{ValidMessage, parse_message, read_json};
 use super::{Route, SubmitContext};
+use crate::domain::{MessageId, process_ids};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::store::NewMessage;
@@ -57,7 +57,7 @@ pub async fn send(
 /// and nothing from the credential.
 #[derive(Debug)]
 struct AcceptedLog {
-    id: Uuid,
+    id: MessageId,
     to: String,
     encoding: &'static str,
     segments: u32,
@@ -92,7 +92,7 @@ impl AcceptedLog {
 /// A fresh, time-ordered id and the request's context around a valid message.
 pub fn new_message(ctx: &SubmitContext, m: ValidMessage, now: DateTime<Utc>) -> NewMessage {
     NewMessage {
-        id: Uuid::now_v7(),
+        id: process_ids().next(now),
         tenant: ctx.tenant.clone(),
         shadow: ctx.shadow,
         to: m.to,
@@ -108,7 +108,7 @@ pub fn new_message(ctx: &SubmitContext, m: ValidMessage, now: DateTime<Utc>) -> 
     }
 }
 
-pub fn location(id: Uuid) -> String {
+pub fn location(id: MessageId) -> String {
     format!("/v1/sms/{id}")
 }
 

@@ -14,7 +14,7 @@ pub async fn status(
     ctx: SubmitContext,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, ApiError> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = crate::domain::MessageId::parse(&id).map_err(|_| ApiError::NotFound)?;
     app.store
         .get_message(&ctx.tenant, ctx.shadow, id)
         .await?
