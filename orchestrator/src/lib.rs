@@ -23,11 +23,13 @@
 //! problem+json, from one place), [`metrics`], [`telemetry`], [`dev`].
 
 pub mod auth;
+pub mod body;
 pub mod contract;
 pub mod correlation;
 pub mod domain;
 pub mod flag;
 pub mod idempotency;
+pub mod legacy;
 pub mod node_json;
 pub mod reaper;
 pub mod relay;
@@ -38,6 +40,7 @@ pub mod submit;
 
 pub mod config;
 pub mod dev;
+pub mod express;
 pub mod metrics;
 pub mod problem;
 pub mod routes;

@@ -40,7 +40,7 @@ const CONTEXT: usize = 10;
 /// A JavaScript string: UTF-16 code units, lone surrogates allowed (V8's
 /// excerpts can cut a surrogate pair in half, and `JSON.stringify` then
 /// writes the half as `\udXXX`).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct JsString(Vec<u16>);
 
 impl JsString {
@@ -48,8 +48,14 @@ impl JsString {
         Self(s.encode_utf16().collect())
     }
 
-    fn push_str(&mut self, s: &str) {
+    /// Appends Rust text.
+    pub fn push_str(&mut self, s: &str) {
         self.0.extend(s.encode_utf16());
+    }
+
+    /// Appends another JavaScript string.
+    pub fn push_js(&mut self, s: &JsString) {
+        self.0.extend_from_slice(&s.0);
     }
 
     /// The string as `JSON.stringify` writes it, quotes included.

@@ -87,15 +87,15 @@ pub enum AcceptOutcome {
     KeyBusy,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub status: String,
     pub at: DateTime<Utc>,
     pub error_code: Option<String>,
 }
 
-/// A stored message as `GET /v1/sms/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A stored message, as `GET /v1/sms/{id}` reads it.
+#[derive(Debug, Clone)]
 pub struct MessageView {
     pub id: MessageId,
     pub status: String,
@@ -104,13 +104,9 @@ pub struct MessageView {
     pub encoding: String,
     pub segments: u32,
     pub reference: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub validity_period: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
