@@ -254,6 +254,49 @@ mod tests {
         );
     }
 
+    /// Every example the document shows is valid against the schema it
+    /// illustrates: the contract does not contradict itself.
+    #[test]
+    fn every_example_in_the_contract_matches_its_schema() {
+        let doc: Value = serde_norway::from_str(OPENAPI_YAML).unwrap();
+        let components = doc["components"].clone();
+        let resolve = |v: &Value| -> Value {
+            match v.get("$ref").and_then(Value::as_str) {
+                Some(r) => doc
+                    .pointer(r.trim_start_matches('#'))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                None => v.clone(),
+            }
+        };
+        let mut checked = 0;
+        let mut media = Vec::new();
+        for (_, item) in doc["paths"].as_object().unwrap() {
+            for (_, op) in item.as_object().unwrap() {
+                for (_, response) in op["responses"].as_object().into_iter().flatten() {
+                    let response = resolve(response);
+                    for (_, m) in response["content"].as_object().into_iter().flatten() {
+                        media.push(m.clone());
+                    }
+                }
+                if let Some(content) = op.pointer("/requestBody/content") {
+                    media.extend(content.as_object().unwrap().values().cloned());
+                }
+            }
+        }
+        for m in media {
+            let root = json!({"$ref": "#/schema", "schema": m["schema"], "components": components});
+            let validator = jsonschema::validator_for(&root).unwrap();
+            for (name, example) in m["examples"].as_object().into_iter().flatten() {
+                let value = resolve(example)["value"].clone();
+                let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "example {name}: {errors:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "{checked}");
+    }
+
     #[test]
     fn validation_follows_the_document_not_the_code() {
         // Same body, two documents: only the constraint in the text differs.
