@@ -171,6 +171,11 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_KEY_REQUIRED")]
     pub idempotency_key_required: bool,
 
+    /// Check every API answer against the committed contract; log each
+    /// violation (`contract violation`) and count it. For tests and canaries.
+    #[arg(long, env = "CHECK_RESPONSES")]
+    pub check_responses: bool,
+
     /// Shared secret the mirror proxy sends in `X-Shadow-Credential`. Unset:
     /// every shadow-marked request is refused.
     #[arg(long, env = "SHADOW_SECRET", hide_env_values = true)]

@@ -39,6 +39,7 @@ pub mod store;
 pub mod submit;
 
 pub mod config;
+pub mod conformance;
 pub mod dev;
 pub mod express;
 pub mod metrics;

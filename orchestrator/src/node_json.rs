@@ -134,6 +134,23 @@ pub fn decode_utf8(bytes: &[u8]) -> String {
 /// refuses a first non-blank character other than `{` or `[`; then
 /// `JSON.parse`; then this service's duplicate-key rule.
 pub fn parse_body(text: &str) -> Result<Value, BodyError> {
+    read_body(text, Duplicates::Refuse)
+}
+
+/// Exactly what the legacy did: [`parse_body`] without the duplicate-key
+/// rule (a repeated key keeps its first position and its last value, as
+/// `JSON.parse` does). For the legacy simulator.
+pub fn parse_body_as_legacy(text: &str) -> Result<Value, JsString> {
+    read_body(text, Duplicates::KeepLast).map_err(|e| e.message())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Duplicates {
+    Refuse,
+    KeepLast,
+}
+
+fn read_body(text: &str, duplicates: Duplicates) -> Result<Value, BodyError> {
     if text.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
@@ -152,17 +169,18 @@ pub fn parse_body(text: &str) -> Result<Value, BodyError> {
         }
         Some(_) => {}
     }
-    parse(&src)
-}
-
-/// `JSON.parse` (V8 11.3) plus duplicate-key detection.
-pub fn parse(src: &[u16]) -> Result<Value, BodyError> {
-    Parser {
-        src,
+    let mut parser = Parser {
+        src: &src,
         pos: 0,
         duplicate: None,
+    };
+    let value = parser.run()?;
+    match parser.duplicate {
+        Some((key, position)) if duplicates == Duplicates::Refuse => {
+            Err(BodyError::DuplicateKey { key, position })
+        }
+        _ => Ok(value),
     }
-    .run()
 }
 
 const EOS_MESSAGE: &str = "Unexpected end of JSON input";
@@ -296,7 +314,8 @@ struct Parser<'a> {
 type Step<T> = Result<T, JsString>;
 
 impl Parser<'_> {
-    fn run(mut self) -> Result<Value, BodyError> {
+    /// `JSON.parse` (V8 11.3); a duplicate key is noted, not refused.
+    fn run(&mut self) -> Result<Value, BodyError> {
         let value = self.value_tree().map_err(BodyError::Syntax)?;
         self.skip_whitespace();
         if self.pos < self.src.len() {
@@ -304,10 +323,7 @@ impl Parser<'_> {
                 self.expected(Expected::NonWhitespaceAfterJson),
             ));
         }
-        match self.duplicate {
-            Some((key, position)) => Err(BodyError::DuplicateKey { key, position }),
-            None => Ok(value),
-        }
+        Ok(value)
     }
 
     fn peek(&self) -> Option<u16> {
@@ -685,6 +701,16 @@ mod tests {
         );
         // A syntax error anywhere wins over a duplicate before it.
         assert!(message(r#"{"a":1,"a":2,}"#).starts_with("Expected double-quoted"));
+        // The legacy kept the last value, in the first key's place.
+        assert_eq!(
+            parse_body_as_legacy(r#"{"to":"a","x":1,"to":"b"}"#).unwrap(),
+            json!({"to": "b", "x": 1})
+        );
+        assert_eq!(
+            serde_json::to_string(&parse_body_as_legacy(r#"{"to":"a","x":1,"to":"b"}"#).unwrap())
+                .unwrap(),
+            r#"{"to":"b","x":1}"#
+        );
         // Nested objects have their own keys.
         assert!(parse_body(r#"{"a":{"a":1},"b":{"a":2}}"#).is_ok());
         assert!(parse_body(r#"{"m":[{"x":1,"x":2}]}"#).is_err());

@@ -58,6 +58,10 @@ pub fn api(app: AppState) -> Router {
             crate::problem::render,
         ))
         .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::conformance::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
             app.metrics.clone(),
             crate::correlation::layer,
         ))

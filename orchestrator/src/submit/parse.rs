@@ -134,17 +134,24 @@ pub fn parse_bulk(rules: &Rules, body: &Value) -> Result<Bulk, Vec<Violation>> {
         envelope,
         Vec::new(),
     );
-    // `defaults` is reported where the schema lists it: among the known fields.
-    if !defaults_issues.is_empty()
-        && let Some(defaults) = request.get("defaults").and_then(Value::as_object)
+    // `defaults` is checked like a message whose fields are all optional
+    // (schema and domain rules on the fields it has), and reported where
+    // the schema lists it: among the known fields.
+    if let Some(defaults_value) = request.get("defaults")
+        && let Some(defaults) = defaults_value.as_object()
     {
+        let refused: Vec<&str> = defaults_issues
+            .iter()
+            .filter_map(|i| i.path.first().map(String::as_str))
+            .collect();
+        let (_, domain) = parse_domain(defaults_value, &refused, rules);
         let nested = object_violations(
             rules,
             defaults,
             &top.nested("defaults"),
             RequestSchema::Send,
             defaults_issues,
-            Vec::new(),
+            domain,
         );
         let at = violations
             .iter()
@@ -502,6 +509,22 @@ mod tests {
                 "defaults.property colour should not exist",
                 "defaults.to must be a valid phone number",
                 "atomic must be a boolean value",
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_get_the_domain_rules_too() {
+        let v = bulk(json!({
+            "defaults": {"from": "12"},
+            "messages": [{"to": "+447700900123", "body": "x"}]
+        }))
+        .unwrap_err();
+        assert_eq!(
+            messages(&v),
+            vec![
+                "defaults.from must be a valid sender id",
+                "messages.0.from must be a valid sender id"
             ]
         );
     }
