@@ -6,6 +6,8 @@
 //! `TEST_NATS_URL` (defaults: the machine's services on their usual ports).
 //! The project's test command makes sure they answer before any test runs.
 
+pub mod parity;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
