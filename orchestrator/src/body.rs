@@ -144,7 +144,10 @@ mod tests {
             Some(None)
         );
         assert_eq!(
-            json_charset(&headers(&[("content-type", "APPLICATION/JSON; charset=UTF-8")])),
+            json_charset(&headers(&[(
+                "content-type",
+                "APPLICATION/JSON; charset=UTF-8"
+            )])),
             Some(Some("utf-8".into()))
         );
         assert_eq!(

@@ -182,9 +182,10 @@ impl Conformance {
                     out.push(format!("{name}: header {header} missing"))
                 }
                 None => {}
-                Some(_) if problem_only && !crate::problem::wants_problem(x.request_headers) => {
-                    out.push(format!("{name}: {header} is sent only with problem documents"))
-                }
+                Some(_) if problem_only && !crate::problem::wants_problem(x.request_headers) => out
+                    .push(format!(
+                        "{name}: {header} is sent only with problem documents"
+                    )),
                 Some(v) => {
                     let value = if h["schema"]["type"] == "integer" {
                         v.parse::<i64>().map_or(json!(v), |n| json!(n))
@@ -211,10 +212,7 @@ impl Conformance {
                 out.push(format!("{name}: header {n} is not in the contract"));
             }
         }
-        let content_type = x
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok());
+        let content_type = x.headers.get("content-type").and_then(|v| v.to_str().ok());
         // A HEAD answer has the GET's headers and no body to check.
         if *x.method == Method::HEAD {
             return out;
@@ -246,7 +244,11 @@ impl Conformance {
         if is_error && problem != (media == crate::problem::PROBLEM_JSON) {
             out.push(format!(
                 "{name}: error as {media} although the request {} problem documents",
-                if problem { "asked for" } else { "did not ask for" }
+                if problem {
+                    "asked for"
+                } else {
+                    "did not ask for"
+                }
             ));
         }
         let Some(schema) = spec.pointer(&format!("/content/{}/schema", media.replace('/', "~1")))
@@ -322,7 +324,14 @@ mod tests {
         h
     }
 
-    fn check(method: Method, path: &str, accept: &[(&str, &str)], status: u16, extra: &[(&str, &str)], body: &str) -> Vec<String> {
+    fn check(
+        method: Method,
+        path: &str,
+        accept: &[(&str, &str)],
+        status: u16,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Vec<String> {
         let c = Conformance::embedded().unwrap();
         let tag = crate::express::etag(body.as_bytes());
         let mut h = vec![
@@ -347,7 +356,14 @@ mod tests {
 
     #[test]
     fn a_legacy_send_answer_conforms() {
-        let v = check(Method::POST, "/v1/sms/send", &[], 201, &[("location", "/v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f")], SENT);
+        let v = check(
+            Method::POST,
+            "/v1/sms/send",
+            &[],
+            201,
+            &[("location", "/v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f")],
+            SENT,
+        );
         assert!(v.is_empty(), "{v:?}");
     }
 
@@ -355,21 +371,35 @@ mod tests {
     fn what_the_legacy_never_sent_is_a_violation() {
         let loc = ("location", "/v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f");
         // A header of the old orchestrator.
-        let v = check(Method::POST, "/v1/sms/send", &[], 201, &[loc, ("idempotent-replayed", "true")], SENT);
+        let v = check(
+            Method::POST,
+            "/v1/sms/send",
+            &[],
+            201,
+            &[loc, ("idempotent-replayed", "true")],
+            SENT,
+        );
         assert!(v.iter().any(|v| v.contains("idempotent-replayed")), "{v:?}");
         // The old status.
         let v = check(Method::POST, "/v1/sms/send", &[], 202, &[loc], SENT);
         assert!(v.iter().any(|v| v.contains("no 202")), "{v:?}");
         // A UUID and microseconds.
         let uuid = SENT
-            .replace("6a3f2b1c9e8d7a6b5c4d3e2f", "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a")
+            .replace(
+                "6a3f2b1c9e8d7a6b5c4d3e2f",
+                "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a",
+            )
             .replace(".123Z", ".123456Z");
         let v = check(Method::POST, "/v1/sms/send", &[], 201, &[loc], &uuid);
         assert!(v.iter().any(|v| v.contains("/id")), "{v:?}");
         assert!(v.iter().any(|v| v.contains("/created_at")), "{v:?}");
         // No Location on a send.
         let v = check(Method::POST, "/v1/sms/send", &[], 201, &[], SENT);
-        assert!(v.iter().any(|v| v.contains("Location missing") || v.contains("location missing")), "{v:?}");
+        assert!(
+            v.iter()
+                .any(|v| v.contains("Location missing") || v.contains("location missing")),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -377,7 +407,14 @@ mod tests {
         let nest = r#"{"message":"Message not found","error":"Not Found","statusCode":404}"#;
         let path = "/v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f";
         assert!(check(Method::GET, path, &[], 404, &[], nest).is_empty());
-        let v = check(Method::GET, path, &[("accept", "application/problem+json")], 404, &[], nest);
+        let v = check(
+            Method::GET,
+            path,
+            &[("accept", "application/problem+json")],
+            404,
+            &[],
+            nest,
+        );
         assert!(v.iter().any(|v| v.contains("asked for")), "{v:?}");
         let unknown = r#"{"message":"Cannot PUT /x","error":"Not Found","statusCode":404}"#;
         assert!(check(Method::PUT, "/x", &[], 404, &[], unknown).is_empty());

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use jsonschema::Validator;
 use serde_json::{Value, json};
 
-
 /// The committed contract, as written.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 
@@ -289,7 +288,10 @@ mod tests {
             let validator = jsonschema::validator_for(&root).unwrap();
             for (name, example) in m["examples"].as_object().into_iter().flatten() {
                 let value = resolve(example)["value"].clone();
-                let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+                let errors: Vec<String> = validator
+                    .iter_errors(&value)
+                    .map(|e| e.to_string())
+                    .collect();
                 assert!(errors.is_empty(), "example {name}: {errors:?}");
                 checked += 1;
             }

@@ -388,6 +388,9 @@ mod tests {
             s.unknown_property("messages.0.", "colour"),
             "messages.0.property colour should not exist"
         );
-        assert_eq!(s.not_an_object("messages.4."), "messages.4 must be an object");
+        assert_eq!(
+            s.not_an_object("messages.4."),
+            "messages.4 must be an object"
+        );
     }
 }

@@ -741,7 +741,10 @@ mod tests {
     #[test]
     fn lone_surrogates_are_written_as_javascript_does() {
         let m = message("{\"a\": 😀}");
-        assert_eq!(m, "Unexpected token '\u{fffd}', \"{\"a\": 😀}\" is not valid JSON");
+        assert_eq!(
+            m,
+            "Unexpected token '\u{fffd}', \"{\"a\": 😀}\" is not valid JSON"
+        );
         let json = parse_body("{\"a\": 😀}").unwrap_err().message().to_json();
         assert!(json.starts_with("\"Unexpected token '\\ud83d'"), "{json}");
     }

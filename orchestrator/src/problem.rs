@@ -214,10 +214,9 @@ impl ApiError {
                     "",
                 )],
             ),
-            IdempotencyKeyInvalid(d) => (
-                None,
-                vec![Violation::new("header:Idempotency-Key", d, "")],
-            ),
+            IdempotencyKeyInvalid(d) => {
+                (None, vec![Violation::new("header:Idempotency-Key", d, "")])
+            }
             IdempotencyKeyMissing => (
                 None,
                 vec![Violation::new(
@@ -370,10 +369,7 @@ pub async fn render(State(app): State<AppState>, req: Request, next: Next) -> Re
             .path_and_query()
             .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned()),
         path: req.uri().path().to_owned(),
-        correlation_id: req
-            .extensions()
-            .get::<CorrelationId>()
-            .map(|c| c.0.clone()),
+        correlation_id: req.extensions().get::<CorrelationId>().map(|c| c.0.clone()),
     };
     let freshness = crate::express::Freshness::of(&req);
     let mut response = next.run(req).await;
@@ -445,7 +441,11 @@ mod tests {
             ApiError::Unexpected(anyhow::anyhow!("x")),
         ];
         for e in errors {
-            assert!(crate::legacy::ERROR_KINDS.contains(&e.slug()), "{}", e.slug());
+            assert!(
+                crate::legacy::ERROR_KINDS.contains(&e.slug()),
+                "{}",
+                e.slug()
+            );
         }
     }
 

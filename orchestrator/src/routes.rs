@@ -52,7 +52,10 @@ pub fn api(app: AppState) -> Router {
         .service(routed);
     Router::new()
         .fallback_service(routed)
-        .layer(middleware::from_fn_with_state(app.clone(), crate::body::parse))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::body::parse,
+        ))
         .layer(middleware::from_fn_with_state(
             app.clone(),
             crate::problem::render,
@@ -163,7 +166,10 @@ impl RouteName {
 /// Which route Express would have chosen, and the `:id` it captured.
 pub fn match_route<'a>(method: &Method, path: &'a str) -> Option<(RouteName, Option<&'a str>)> {
     // Express (non-strict routing) allows one trailing slash and ignores case.
-    let p = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let p = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     let submit = |m: &Method| *m == Method::POST;
     let read = |m: &Method| *m == Method::GET || *m == Method::HEAD;
     if submit(method) && p.eq_ignore_ascii_case("/v1/sms/send") {
@@ -251,9 +257,17 @@ mod tests {
 
     #[test]
     fn routes_match_as_express_matched_them() {
-        let m = |method: Method, p: &str| match_route(&method, p).map(|(r, id)| (r, id.map(str::to_owned)));
-        assert_eq!(m(Method::POST, "/v1/sms/send"), Some((RouteName::Send, None)));
-        assert_eq!(m(Method::POST, "/V1/SMS/SEND/"), Some((RouteName::Send, None)));
+        let m = |method: Method, p: &str| {
+            match_route(&method, p).map(|(r, id)| (r, id.map(str::to_owned)))
+        };
+        assert_eq!(
+            m(Method::POST, "/v1/sms/send"),
+            Some((RouteName::Send, None))
+        );
+        assert_eq!(
+            m(Method::POST, "/V1/SMS/SEND/"),
+            Some((RouteName::Send, None))
+        );
         assert_eq!(m(Method::POST, "/v1/sms/send//"), None);
         assert_eq!(m(Method::PUT, "/v1/sms/send"), None);
         assert_eq!(
@@ -269,7 +283,10 @@ mod tests {
         assert_eq!(m(Method::POST, "/v1/sms/abc"), None);
         assert_eq!(m(Method::GET, "//v1/sms/abc"), None);
         assert_eq!(m(Method::DELETE, "/v1/sms/abc"), None);
-        assert_eq!(m(Method::GET, "/openapi.json"), Some((RouteName::OpenApi, None)));
+        assert_eq!(
+            m(Method::GET, "/openapi.json"),
+            Some((RouteName::OpenApi, None))
+        );
         assert_eq!(m(Method::POST, "/healthz"), None);
     }
 

@@ -253,8 +253,10 @@ pub fn fill(text: &str, target: &Target, clock: Clock) -> String {
 /// keeps the rest for the replayer.
 pub fn fill_static(text: &str) -> String {
     let re = Regex::new(r"\{\{x\*([0-9]+)\}\}").expect("regex");
-    re.replace_all(text, |c: &regex::Captures| "x".repeat(c[1].parse().expect("n")))
-        .into_owned()
+    re.replace_all(text, |c: &regex::Captures| {
+        "x".repeat(c[1].parse().expect("n"))
+    })
+    .into_owned()
 }
 
 impl Golden {
@@ -266,7 +268,10 @@ impl Golden {
         let mut has_type = false;
         for (k, v) in &r.headers {
             has_type |= k.eq_ignore_ascii_case("content-type");
-            headers.push((k.clone(), fill(v.as_str().unwrap_or_default(), target, clock)));
+            headers.push((
+                k.clone(),
+                fill(v.as_str().unwrap_or_default(), target, clock),
+            ));
         }
         if r.json.is_some() && !has_type {
             headers.push(("Content-Type".into(), "application/json".into()));
@@ -334,7 +339,15 @@ impl Golden {
             match serde_json::from_slice::<Value>(&answer.body) {
                 Ok(actual) => {
                     let mut errors = Vec::new();
-                    match_value(expected, &actual, "", target, clock, &mut bindings, &mut errors);
+                    match_value(
+                        expected,
+                        &actual,
+                        "",
+                        target,
+                        clock,
+                        &mut bindings,
+                        &mut errors,
+                    );
                     out.extend(errors.into_iter().map(|e| format!("{name}: {e}")));
                 }
                 Err(e) => out.push(format!("{name}: body is not JSON: {e}")),
@@ -364,16 +377,30 @@ fn match_value(
             let ek: Vec<&String> = e.keys().collect();
             let ak: Vec<&String> = a.keys().collect();
             if ek != ak {
-                errors.push(format!("{at}: members {ak:?}, expected {ek:?} (in this order)"));
+                errors.push(format!(
+                    "{at}: members {ak:?}, expected {ek:?} (in this order)"
+                ));
                 return;
             }
             for (k, v) in e {
-                match_value(v, &a[k], &format!("{at}/{k}"), target, clock, bindings, errors);
+                match_value(
+                    v,
+                    &a[k],
+                    &format!("{at}/{k}"),
+                    target,
+                    clock,
+                    bindings,
+                    errors,
+                );
             }
         }
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                errors.push(format!("{at}: {} items, expected {}: {actual}", a.len(), e.len()));
+                errors.push(format!(
+                    "{at}: {} items, expected {}: {actual}",
+                    a.len(),
+                    e.len()
+                ));
                 return;
             }
             for (i, (e, a)) in e.iter().zip(a).enumerate() {
@@ -425,7 +452,9 @@ pub fn match_string(
             }
         } else if let Some(bound) = bindings.get(name) {
             if bound != value {
-                return Err(format!("{{{{{name}}}}} is {value} here and {bound} elsewhere"));
+                return Err(format!(
+                    "{{{{{name}}}}} is {value} here and {bound} elsewhere"
+                ));
             }
         } else {
             bindings.insert(name.clone(), value.to_owned());
@@ -436,17 +465,22 @@ pub fn match_string(
 
 /// Sends one request.
 pub async fn send(http: &reqwest::Client, target: &Target, request: &SentRequest) -> Answer {
-    let mut r = http.request(request.method.clone(), format!("{}{}", target.base, request.path));
+    let mut r = http.request(
+        request.method.clone(),
+        format!("{}{}", target.base, request.path),
+    );
     for (k, v) in &request.headers {
         r = r.header(k.as_str(), v.as_str());
     }
     if let Some(body) = &request.body {
         r = r.body(body.clone());
     }
-    let response = r
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {} {} failed: {e}", target.name, request.method, request.path));
+    let response = r.send().await.unwrap_or_else(|e| {
+        panic!(
+            "{}: {} {} failed: {e}",
+            target.name, request.method, request.path
+        )
+    });
     Answer {
         status: response.status().as_u16(),
         headers: response.headers().clone(),
@@ -483,7 +517,10 @@ pub fn capture_line(golden: &Golden) -> Value {
     let mut has_type = false;
     for (k, v) in &r.headers {
         has_type |= k.eq_ignore_ascii_case("content-type");
-        headers.push(json!([k.to_ascii_lowercase(), fill_static(v.as_str().unwrap_or_default())]));
+        headers.push(json!([
+            k.to_ascii_lowercase(),
+            fill_static(v.as_str().unwrap_or_default())
+        ]));
     }
     if r.json.is_some() && !has_type {
         headers.push(json!(["content-type", "application/json"]));

@@ -328,7 +328,10 @@ async fn the_embedded_default_has_the_same_semantics() {
             .all(|r| r.status() == StatusCode::CREATED || r.status() == StatusCode::CONFLICT)
     );
     let mut ids = HashSet::new();
-    for r in results.into_iter().filter(|r| r.status() == StatusCode::CREATED) {
+    for r in results
+        .into_iter()
+        .filter(|r| r.status() == StatusCode::CREATED)
+    {
         ids.insert(r.json::<Value>().await.unwrap()["id"].to_string());
     }
     assert_eq!(ids.len(), 1, "one message; the other 201s replayed it");
@@ -380,7 +383,10 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
         nats: Some(nats),
         // A Redis call slower than the default 10 ms budget under load would
         // skip the fast path this test is about.
-        args: vec!["--idempotency-lock-ttl=5s".into(), "--redis-timeout=2s".into()],
+        args: vec![
+            "--idempotency-lock-ttl=5s".into(),
+            "--redis-timeout=2s".into(),
+        ],
         ..Options::default()
     })
     .await;
@@ -437,7 +443,10 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
         redis: Some(redis_url()),
         // A Redis call slower than the default 10 ms budget under load would
         // skip the fast path this test is about.
-        args: vec!["--idempotency-lock-ttl=5s".into(), "--redis-timeout=2s".into()],
+        args: vec![
+            "--idempotency-lock-ttl=5s".into(),
+            "--redis-timeout=2s".into(),
+        ],
         ..Options::default()
     })
     .await;

@@ -37,7 +37,11 @@ const MESSAGE_COLUMNS: &str = "(id, tenant_id, shadow, status, to_number, sender
 
 async fn read_back(app: &TestApp, tenant: &str) {
     let got = app
-        .request_as(tenant, reqwest::Method::GET, &format!("/v1/sms/{}", new_id()))
+        .request_as(
+            tenant,
+            reqwest::Method::GET,
+            &format!("/v1/sms/{}", new_id()),
+        )
         .send()
         .await
         .unwrap();

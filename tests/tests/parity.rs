@@ -143,7 +143,12 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
                 }
                 h
             });
-            let path = request.path.split('?').next().unwrap_or_default().to_owned();
+            let path = request
+                .path
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let wire_headers = to_http(&answer.headers);
             for v in conformance.check(&Wire {
                 method: &request.method,
@@ -174,14 +179,21 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
             ));
         }
     }
-    assert!(failures.is_empty(), "golden or contract mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden or contract mismatches:\n{}",
+        failures.join("\n")
+    );
 
     // The two systems against each other: value noise only.
     let differ = Differ::new(rules());
     let mut verdicts: HashMap<&'static str, usize> = HashMap::new();
     let mut differs = Vec::new();
     for (name, request, primary, candidate) in &pairs {
-        assert_eq!(primary.status, candidate.status, "{name}: clients would see another status");
+        assert_eq!(
+            primary.status, candidate.status,
+            "{name}: clients would see another status"
+        );
         let record = differ.diff(&Exchange {
             request: request.clone(),
             primary: recorded(primary),
@@ -194,7 +206,10 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
         };
         *verdicts.entry(label).or_default() += 1;
         if record.verdict == Verdict::Differs {
-            differs.push(format!("{name}: {}", serde_json::to_string(&record).unwrap()));
+            differs.push(format!(
+                "{name}: {}",
+                serde_json::to_string(&record).unwrap()
+            ));
         }
     }
     println!("parity over {} exchanges: {verdicts:?}", pairs.len());
@@ -215,28 +230,44 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
             })
             .verdict
     };
-    assert_eq!(changed(&|c| c.status = http::StatusCode::ACCEPTED), Verdict::Differs);
+    assert_eq!(
+        changed(&|c| c.status = http::StatusCode::ACCEPTED),
+        Verdict::Differs
+    );
     assert_eq!(
         changed(&|c| {
-            c.headers.insert("content-type", http::HeaderValue::from_static("application/json"));
+            c.headers.insert(
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            );
         }),
         Verdict::Differs
     );
     assert_eq!(
         changed(&|c| {
             let body = String::from_utf8_lossy(&c.body).into_owned();
-            let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+            let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             c.body = Bytes::from(body.replace(&id, "0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a"));
         }),
         Verdict::Differs
     );
     assert_eq!(
         changed(&|c| {
-            c.headers.insert("idempotent-replayed", http::HeaderValue::from_static("true"));
+            c.headers.insert(
+                "idempotent-replayed",
+                http::HeaderValue::from_static("true"),
+            );
         }),
         Verdict::Differs
     );
-    assert!(differs.is_empty(), "differences beyond value noise:\n{}", differs.join("\n"));
+    assert!(
+        differs.is_empty(),
+        "differences beyond value noise:\n{}",
+        differs.join("\n")
+    );
     assert!(pairs.len() >= 60);
 
     // The events downstream workers get: the same, beyond value noise.
@@ -264,7 +295,8 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
     for (key, primary, candidate) in &paired {
         let record = differ.diff(&Exchange {
             request: RecordedRequest {
-                method: http::Method::from_bytes(compare::exchange::EVENT_METHOD.as_bytes()).unwrap(),
+                method: http::Method::from_bytes(compare::exchange::EVENT_METHOD.as_bytes())
+                    .unwrap(),
                 path: "sms.outbound.request".into(),
                 headers: http::HeaderMap::new(),
                 body: Bytes::new(),
@@ -275,15 +307,25 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
         // Nats-Msg-Id is each side's message id: an ObjectId on both.
         for side in [primary, candidate] {
             let id = side.headers["nats-msg-id"].to_str().unwrap();
-            assert!(id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{key}: {id}");
+            assert!(
+                id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{key}: {id}"
+            );
         }
         if record.verdict == Verdict::Differs {
-            event_differs.push(format!("{key}: {}", serde_json::to_string(&record).unwrap()));
+            event_differs.push(format!(
+                "{key}: {}",
+                serde_json::to_string(&record).unwrap()
+            ));
         }
     }
     println!("events: {} pairs", paired.len());
     assert_eq!(paired.len(), expected_events);
-    assert!(event_differs.is_empty(), "event differences:\n{}", event_differs.join("\n"));
+    assert!(
+        event_differs.is_empty(),
+        "event differences:\n{}",
+        event_differs.join("\n")
+    );
 }
 
 /// Every event on `subject` (waits until `n` are there).

@@ -76,10 +76,14 @@ async fn accepted_then_read_back(app: &TestApp) {
     assert_eq!(body["segments"], 1);
     assert_eq!(body["to"], "+447700900123");
     assert_eq!(body["reference"], Value::Null);
-    assert!(is_iso_millis(body["created_at"].as_str().unwrap()), "{body}");
+    assert!(
+        is_iso_millis(body["created_at"].as_str().unwrap()),
+        "{body}"
+    );
     // The id's first 4 bytes are its creation second.
     let secs = i64::from_str_radix(&id[..8], 16).unwrap();
-    let created = chrono::DateTime::parse_from_rfc3339(body["created_at"].as_str().unwrap()).unwrap();
+    let created =
+        chrono::DateTime::parse_from_rfc3339(body["created_at"].as_str().unwrap()).unwrap();
     assert_eq!(secs, created.timestamp());
 
     let got = app.get(id).await;
@@ -87,7 +91,10 @@ async fn accepted_then_read_back(app: &TestApp) {
     let got: Value = got.json().await.unwrap();
     assert_eq!(got["id"], body["id"]);
     assert_eq!(got["to"], "+447700900123");
-    assert_eq!(got["created_at"], body["created_at"], "stored at the precision shown");
+    assert_eq!(
+        got["created_at"], body["created_at"],
+        "stored at the precision shown"
+    );
     assert_eq!(got["status_history"][0]["status"], "accepted");
     assert_eq!(got["status_history"][0]["at"], body["created_at"]);
 }
@@ -123,7 +130,10 @@ async fn every_violation_is_reported_at_once_schema_and_domain_together() {
     let app = TestApp::embedded().await;
     // Defect: a schema error (`to`) used to hide the domain checks (`from`).
     let r = app
-        .send(&json!({"to": "447700900123", "from": "12", "body": "x"}), None)
+        .send(
+            &json!({"to": "447700900123", "from": "12", "body": "x"}),
+            None,
+        )
         .await;
     assert_eq!(
         messages(r).await,
@@ -168,24 +178,96 @@ async fn every_validation_rule_has_its_pointer_and_message() {
     let past = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
     let far = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"from": "Acme", "body": "x"}), "/to", "to must be a valid phone number"),
-        (json!({"to": "+447700900123", "body": "x"}), "/from", "from must be a valid sender id"),
-        (json!({"to": "+447700900123", "from": "Acme"}), "/body", "body must be a non-empty text within the segment limit"),
-        (json!({"to": "+4477009001234567", "from": "Acme", "body": "x"}), "/to", "to must be a valid phone number"),
-        (json!({"to": "+447700900123", "from": "TooLongSender", "body": "x"}), "/from", "from must be a valid sender id"),
-        (json!({"to": "+447700900123", "from": "12", "body": "x"}), "/from", "from must be a valid sender id"),
-        (json!({"to": "+447700900123", "from": "Acme!", "body": "x"}), "/from", "from must be a valid sender id"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1601)}), "/body", "body must be a non-empty text within the segment limit"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1531)}), "/body", "body must be a non-empty text within the segment limit"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "reference": ""}), "/reference", "reference must be longer than or equal to 1 and shorter than or equal to 64 characters"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "reference": 7}), "/reference", "reference must be a string"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "callback_url": "http://a.example"}), "/callback_url", "callback_url must be an https URL"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": past}), "/schedule_at", "schedule_at must be a date-time in the future, at most 7 days ahead"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": far}), "/schedule_at", "schedule_at must be a date-time in the future, at most 7 days ahead"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": "tomorrow"}), "/schedule_at", "schedule_at must be a date-time in the future, at most 7 days ahead"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "validity_period": 10}), "/validity_period", "validity_period must be an integer from 60 to 259200"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "metadata": {"k": 1}}), "/metadata/k", "metadata must be an object of at most 10 string values"),
-        (json!({"to": "+447700900123", "from": "Acme", "body": "x", "unknown": true}), "/unknown", "property unknown should not exist"),
+        (
+            json!({"from": "Acme", "body": "x"}),
+            "/to",
+            "to must be a valid phone number",
+        ),
+        (
+            json!({"to": "+447700900123", "body": "x"}),
+            "/from",
+            "from must be a valid sender id",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme"}),
+            "/body",
+            "body must be a non-empty text within the segment limit",
+        ),
+        (
+            json!({"to": "+4477009001234567", "from": "Acme", "body": "x"}),
+            "/to",
+            "to must be a valid phone number",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "TooLongSender", "body": "x"}),
+            "/from",
+            "from must be a valid sender id",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "12", "body": "x"}),
+            "/from",
+            "from must be a valid sender id",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme!", "body": "x"}),
+            "/from",
+            "from must be a valid sender id",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1601)}),
+            "/body",
+            "body must be a non-empty text within the segment limit",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(1531)}),
+            "/body",
+            "body must be a non-empty text within the segment limit",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "reference": ""}),
+            "/reference",
+            "reference must be longer than or equal to 1 and shorter than or equal to 64 characters",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "reference": 7}),
+            "/reference",
+            "reference must be a string",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "callback_url": "http://a.example"}),
+            "/callback_url",
+            "callback_url must be an https URL",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": past}),
+            "/schedule_at",
+            "schedule_at must be a date-time in the future, at most 7 days ahead",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": far}),
+            "/schedule_at",
+            "schedule_at must be a date-time in the future, at most 7 days ahead",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "schedule_at": "tomorrow"}),
+            "/schedule_at",
+            "schedule_at must be a date-time in the future, at most 7 days ahead",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "validity_period": 10}),
+            "/validity_period",
+            "validity_period must be an integer from 60 to 259200",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "metadata": {"k": 1}}),
+            "/metadata/k",
+            "metadata must be an object of at most 10 string values",
+        ),
+        (
+            json!({"to": "+447700900123", "from": "Acme", "body": "x", "unknown": true}),
+            "/unknown",
+            "property unknown should not exist",
+        ),
     ];
     for (body, pointer, message) in cases {
         let r = app.send(&body, None).await;
@@ -240,16 +322,43 @@ async fn every_optional_field_is_echoed_and_schedule_at_in_utc_milliseconds() {
     let expected = format!("{}.000Z", at.format("%Y-%m-%dT%H:%M:%S"));
     assert_eq!(body["schedule_at"], expected);
     // The legacy's field order, metadata members in request order.
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
-        vec!["id", "status", "to", "from", "encoding", "segments", "created_at", "reference",
-             "callback_url", "schedule_at", "validity_period", "metadata"]
+        vec![
+            "id",
+            "status",
+            "to",
+            "from",
+            "encoding",
+            "segments",
+            "created_at",
+            "reference",
+            "callback_url",
+            "schedule_at",
+            "validity_period",
+            "metadata"
+        ]
     );
     assert!(text.ends_with(r#""metadata":{"b":"2","a":"1"}}"#), "{text}");
-    let got: Value = app.get(body["id"].as_str().unwrap()).await.json().await.unwrap();
+    let got: Value = app
+        .get(body["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["schedule_at"], expected);
-    let keys: Vec<&str> = got.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = got
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(&keys[keys.len() - 2..], ["updated_at", "status_history"]);
 }
 
@@ -424,13 +533,25 @@ async fn a_get_is_304_when_the_clients_copy_is_fresh() {
     assert!(r.bytes().await.unwrap().is_empty());
     // A strong copy of the tag and `*` match too; no-cache never does.
     let strong = etag.trim_start_matches("W/");
-    assert_eq!(conditional(strong, None).await.unwrap().status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(conditional("*", None).await.unwrap().status(), StatusCode::NOT_MODIFIED);
     assert_eq!(
-        conditional(&etag, Some(("Cache-Control", "no-cache"))).await.unwrap().status(),
+        conditional(strong, None).await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        conditional("*", None).await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        conditional(&etag, Some(("Cache-Control", "no-cache")))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
-    assert_eq!(conditional("W/\"1-x\"", None).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        conditional("W/\"1-x\"", None).await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -490,10 +611,16 @@ async fn problem_documents_carry_instance_and_correlation_id() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
     let p = problem(r, StatusCode::UNAUTHORIZED, "invalid-token").await;
     assert_eq!(p["instance"], "/v1/sms/send");
-    assert!(p["correlation_id"].as_str().is_some_and(|c| !c.is_empty()), "{p}");
+    assert!(
+        p["correlation_id"].as_str().is_some_and(|c| !c.is_empty()),
+        "{p}"
+    );
 }
 
 #[tokio::test]
@@ -508,7 +635,10 @@ async fn with_the_flag_off_the_routes_do_not_exist_but_health_stays_up() {
     assert_eq!(body["message"], "Cannot POST /v1/sms/send");
     let r = app.get("6a3f2b1c9e8d7a6b5c4d3e2f").await;
     let body = legacy(r, StatusCode::NOT_FOUND).await;
-    assert_eq!(body["message"], "Cannot GET /v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f");
+    assert_eq!(
+        body["message"],
+        "Cannot GET /v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f"
+    );
     let r = app
         .request(Method::POST, "/v1/sms/send")
         .header("Accept", PROBLEM)
@@ -592,7 +722,10 @@ async fn malformed_json_is_a_400_in_node_20s_words_even_before_authentication() 
     );
     let r = send_raw(&app, "/v1/sms/send", "application/json", "[1,]").await;
     let body = legacy(r, StatusCode::BAD_REQUEST).await;
-    assert_eq!(body["message"], "Unexpected token ']', \"[1,]\" is not valid JSON");
+    assert_eq!(
+        body["message"],
+        "Unexpected token ']', \"[1,]\" is not valid JSON"
+    );
 }
 
 async fn send_raw(app: &TestApp, path: &str, content_type: &str, body: &str) -> reqwest::Response {
@@ -612,19 +745,26 @@ async fn a_duplicate_key_is_a_400_and_stores_nothing() {
     let body = r#"{"to": "+447700900123", "to": "+447700900999", "from": "Acme", "body": "x"}"#;
     let r = send_raw(&app, "/v1/sms/send", "application/json", body).await;
     let got = legacy(r, StatusCode::BAD_REQUEST).await;
-    assert_eq!(got["message"], "Duplicate key \"to\" in JSON at position 24");
+    assert_eq!(
+        got["message"],
+        "Duplicate key \"to\" in JSON at position 24"
+    );
     let r = app
         .request(Method::POST, "/v1/sms/bulk")
         .header("content-type", "application/json")
         .header("Accept", PROBLEM)
-        .body(r#"{"messages": [{"to": "+447700900123", "from": "Acme", "body": "a", "body": "b"}]}"#)
+        .body(
+            r#"{"messages": [{"to": "+447700900123", "from": "Acme", "body": "a", "body": "b"}]}"#,
+        )
         .send()
         .await
         .unwrap();
     problem(r, StatusCode::BAD_REQUEST, "duplicate-key").await;
     assert_eq!(
-        app.metric(r#"orchestrator_messages_accepted_total{encoding="GSM-7",route="/v1/sms/send"}"#)
-            .await,
+        app.metric(
+            r#"orchestrator_messages_accepted_total{encoding="GSM-7",route="/v1/sms/send"}"#
+        )
+        .await,
         0.0
     );
 }
@@ -632,7 +772,13 @@ async fn a_duplicate_key_is_a_400_and_stores_nothing() {
 #[tokio::test]
 async fn another_content_type_reads_as_an_empty_body_and_a_foreign_charset_is_415() {
     let app = TestApp::embedded().await;
-    let r = send_raw(&app, "/v1/sms/send", "text/plain", &send_body("x").to_string()).await;
+    let r = send_raw(
+        &app,
+        "/v1/sms/send",
+        "text/plain",
+        &send_body("x").to_string(),
+    )
+    .await;
     assert_eq!(
         messages(r).await,
         vec![
@@ -654,7 +800,10 @@ async fn another_content_type_reads_as_an_empty_body_and_a_foreign_charset_is_41
     )
     .await;
     let body = legacy(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    assert_eq!(body, json!({"statusCode": 415, "message": "unsupported charset \"LATIN1\""}));
+    assert_eq!(
+        body,
+        json!({"statusCode": 415, "message": "unsupported charset \"LATIN1\""})
+    );
 }
 
 #[tokio::test]
@@ -674,7 +823,10 @@ async fn bodies_over_the_limit_are_a_413_at_the_legacys_100_kb_by_default() {
         .await
         .unwrap();
     let body = legacy(r, StatusCode::PAYLOAD_TOO_LARGE).await;
-    assert_eq!(body, json!({"statusCode": 413, "message": "request entity too large"}));
+    assert_eq!(
+        body,
+        json!({"statusCode": 413, "message": "request entity too large"})
+    );
 }
 
 #[tokio::test]
@@ -710,24 +862,46 @@ async fn send_and_bulk_limits_can_be_set_apart() {
 async fn routes_match_as_express_matched_them_and_there_is_no_405() {
     let app = TestApp::embedded().await;
     let cannot = |method: &str, url: &str| json!({"message": format!("Cannot {method} {url}"), "error": "Not Found", "statusCode": 404});
-    let r = app.request(Method::GET, "/v2/nothing?x=1").send().await.unwrap();
-    assert_eq!(legacy(r, StatusCode::NOT_FOUND).await, cannot("GET", "/v2/nothing?x=1"));
+    let r = app
+        .request(Method::GET, "/v2/nothing?x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        legacy(r, StatusCode::NOT_FOUND).await,
+        cannot("GET", "/v2/nothing?x=1")
+    );
     for method in [Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS] {
-        let r = app.request(method.clone(), "/v1/sms/send").send().await.unwrap();
+        let r = app
+            .request(method.clone(), "/v1/sms/send")
+            .send()
+            .await
+            .unwrap();
         assert!(r.headers().get("allow").is_none());
         assert_eq!(
             legacy(r, StatusCode::NOT_FOUND).await,
             cannot(method.as_str(), "/v1/sms/send")
         );
     }
-    let r = app.request(Method::POST, "/v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f").send().await.unwrap();
+    let r = app
+        .request(Method::POST, "/v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         legacy(r, StatusCode::NOT_FOUND).await,
         cannot("POST", "/v1/sms/6a3f2b1c9e8d7a6b5c4d3e2f")
     );
     // `GET /v1/sms/send` is a lookup of the id "send".
-    let r = app.request(Method::GET, "/v1/sms/send").send().await.unwrap();
-    assert_eq!(legacy(r, StatusCode::NOT_FOUND).await["message"], "Message not found");
+    let r = app
+        .request(Method::GET, "/v1/sms/send")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        legacy(r, StatusCode::NOT_FOUND).await["message"],
+        "Message not found"
+    );
     // Any case, one trailing slash.
     let r = app
         .request(Method::POST, "/V1/SMS/Send/")
@@ -736,11 +910,22 @@ async fn routes_match_as_express_matched_them_and_there_is_no_405() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let r = app.request(Method::GET, &format!("/v1/SMS/{id}/")).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .request(Method::GET, &format!("/v1/SMS/{id}/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // A percent-encoding that does not decode.
-    let r = app.request(Method::GET, "/v1/sms/%zz").send().await.unwrap();
+    let r = app
+        .request(Method::GET, "/v1/sms/%zz")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         legacy(r, StatusCode::BAD_REQUEST).await["message"],
         "Failed to decode param '%zz'"

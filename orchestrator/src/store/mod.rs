@@ -12,9 +12,9 @@ mod sqlite;
 
 use std::sync::Arc;
 
+use crate::domain::{MessageId, MessageText, PhoneNumber, SenderId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use crate::domain::{MessageId, MessageText, PhoneNumber, SenderId, TenantId};
 
 pub use group_commit::GroupCommit;
 pub use postgres::{OUTBOX_CHANNEL, PgStore};

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::domain::MessageId;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use crate::domain::MessageId;
 
 use super::{
     AcceptOutcome, Acceptance, HistoryEntry, IdempotencyRecord, MessageStatus, MessageView,

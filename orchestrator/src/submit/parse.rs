@@ -235,7 +235,11 @@ fn not_an_object(rules: &Rules, scope: &Scope) -> Violation {
 }
 
 /// Schema, then domain, for one message object.
-fn parse_message(rules: &Rules, value: &Value, scope: &Scope) -> Result<ValidMessage, Vec<Violation>> {
+fn parse_message(
+    rules: &Rules,
+    value: &Value,
+    scope: &Scope,
+) -> Result<ValidMessage, Vec<Violation>> {
     let Some(object) = value.as_object() else {
         rules.count("type");
         return Err(vec![not_an_object(rules, scope)]);
@@ -253,14 +257,7 @@ fn parse_message(rules: &Rules, value: &Value, scope: &Scope) -> Result<ValidMes
     for d in &domain {
         rules.count(&format!("domain:{}", d.path[0]));
     }
-    let violations = object_violations(
-        rules,
-        object,
-        scope,
-        RequestSchema::Send,
-        issues,
-        domain,
-    );
+    let violations = object_violations(rules, object, scope, RequestSchema::Send, issues, domain);
     match message {
         Some(m) if violations.is_empty() => Ok(m),
         _ => Err(violations),
@@ -334,8 +331,16 @@ fn parse_domain(
             field(name, detail);
         }
     };
-    check("to", &|s| PhoneNumber::parse(s).map(drop).map_err(|e| e.detail().to_owned()));
-    check("from", &|s| SenderId::parse(s).map(drop).map_err(|e| e.detail().to_owned()));
+    check("to", &|s| {
+        PhoneNumber::parse(s)
+            .map(drop)
+            .map_err(|e| e.detail().to_owned())
+    });
+    check("from", &|s| {
+        SenderId::parse(s)
+            .map(drop)
+            .map_err(|e| e.detail().to_owned())
+    });
     check("body", &|s| {
         MessageText::parse(s, rules.max_segments)
             .map(drop)
@@ -540,10 +545,16 @@ mod tests {
         let second = b.items[1].as_ref().unwrap_err();
         assert_eq!(
             item_messages(1, second),
-            vec!["property colour should not exist", "to must be a valid phone number"]
+            vec![
+                "property colour should not exist",
+                "to must be a valid phone number"
+            ]
         );
         let third = b.items[2].as_ref().unwrap_err();
-        assert_eq!(item_messages(2, third), vec!["messages.2 must be an object"]);
+        assert_eq!(
+            item_messages(2, third),
+            vec!["messages.2 must be an object"]
+        );
     }
 
     #[test]
@@ -559,7 +570,10 @@ mod tests {
         };
         let item = json!({"to": "+447700900001", "from": "Acme", "body": "x"});
         let v = parse_bulk(&rules, &json!({"messages": [item, item, item]})).unwrap_err();
-        assert_eq!(messages(&v), vec!["messages must contain no more than 2 elements"]);
+        assert_eq!(
+            messages(&v),
+            vec!["messages must contain no more than 2 elements"]
+        );
     }
 
     #[test]

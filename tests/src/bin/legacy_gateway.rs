@@ -451,7 +451,13 @@ impl App {
         Ok(tenant)
     }
 
-    async fn publish(&self, tenant: &str, correlation_id: &str, view: &Map<String, Value>, body: &str) -> bool {
+    async fn publish(
+        &self,
+        tenant: &str,
+        correlation_id: &str,
+        view: &Map<String, Value>,
+        body: &str,
+    ) -> bool {
         let Some(nats) = &self.nats else {
             return false;
         };
@@ -497,8 +503,11 @@ impl App {
 
     /// The Idempotency-Key header: none, or exactly one valid key.
     fn idempotency_key(&self, headers: &HeaderMap) -> Result<Option<String>, Answer> {
-        let invalid =
-            || bad_request(vec!["idempotency-key must be 1 to 255 visible ASCII characters".into()]);
+        let invalid = || {
+            bad_request(vec![
+                "idempotency-key must be 1 to 255 visible ASCII characters".into(),
+            ])
+        };
         let mut values = headers.get_all("idempotency-key").iter();
         match (values.next(), values.next()) {
             (None, _) => Ok(None),
@@ -589,7 +598,9 @@ fn correlation_id(headers: &HeaderMap) -> String {
                 .get(*h)
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
-                .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+                .filter(|v| {
+                    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+                })
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
@@ -673,7 +684,9 @@ async fn bulk_sms(app: &App, headers: &HeaderMap, body: Value) -> Answer {
     let items = request.get("messages").and_then(Value::as_array);
     match items {
         None => envelope.push("messages must contain at least 1 elements".into()),
-        Some(i) if i.is_empty() => envelope.push("messages must contain at least 1 elements".into()),
+        Some(i) if i.is_empty() => {
+            envelope.push("messages must contain at least 1 elements".into())
+        }
         Some(i) if i.len() > app.cli.bulk_max_items.min(1000) => envelope.push(format!(
             "messages must contain no more than {} elements",
             app.cli.bulk_max_items
@@ -683,7 +696,13 @@ async fn bulk_sms(app: &App, headers: &HeaderMap, body: Value) -> Answer {
     let defaults = match request.get("defaults") {
         None => None,
         Some(Value::Object(d)) => {
-            envelope.extend(field_errors(d, "defaults.", app.cli.max_segments, now, false));
+            envelope.extend(field_errors(
+                d,
+                "defaults.",
+                app.cli.max_segments,
+                now,
+                false,
+            ));
             Some(d.clone())
         }
         Some(_) => {
@@ -700,7 +719,12 @@ async fn bulk_sms(app: &App, headers: &HeaderMap, body: Value) -> Answer {
         }
     };
     let mut validated = Vec::new();
-    for (i, item) in items.map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+    for (i, item) in items
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let merged = match (item.as_object(), &defaults) {
             (Some(fields), Some(d)) => {
                 let mut m = d.clone();
@@ -709,7 +733,12 @@ async fn bulk_sms(app: &App, headers: &HeaderMap, body: Value) -> Answer {
             }
             _ => item.clone(),
         };
-        validated.push(validate_message(&merged, &format!("messages.{i}."), app.cli.max_segments, now));
+        validated.push(validate_message(
+            &merged,
+            &format!("messages.{i}."),
+            app.cli.max_segments,
+            now,
+        ));
     }
     let valid = validated.iter().filter(|r| r.is_ok()).count();
     if !envelope.is_empty() || valid == 0 || (atomic && valid < validated.len()) {
@@ -940,14 +969,17 @@ fn check_field(field: &str, v: &Value, max_segments: u32, now: DateTime<Utc>) ->
                 "reference" => (1..=64).contains(&chars(s)),
                 "callback_url" => {
                     chars(s) <= 2048
-                        && s.strip_prefix("https://")
-                            .is_some_and(|rest| !rest.is_empty() && !rest.chars().any(char::is_whitespace))
+                        && s.strip_prefix("https://").is_some_and(|rest| {
+                            !rest.is_empty() && !rest.chars().any(char::is_whitespace)
+                        })
                 }
-                "schedule_at" => is_rfc3339(s)
-                    && DateTime::parse_from_rfc3339(s).is_ok_and(|t| {
-                        let t = t.with_timezone(&Utc);
-                        t > now && t <= now + chrono::Duration::days(7)
-                    }),
+                "schedule_at" => {
+                    is_rfc3339(s)
+                        && DateTime::parse_from_rfc3339(s).is_ok_and(|t| {
+                            let t = t.with_timezone(&Utc);
+                            t > now && t <= now + chrono::Duration::days(7)
+                        })
+                }
                 _ => false,
             })
         }
@@ -957,7 +989,8 @@ fn check_field(field: &str, v: &Value, max_segments: u32, now: DateTime<Utc>) ->
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
 fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     if b.len() < 20
         || !digits(0..4)
         || b[4] != b'-'
