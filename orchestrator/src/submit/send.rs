@@ -114,25 +114,26 @@ pub fn location(id: MessageId) -> String {
     format!("/v1/sms/{id}")
 }
 
-/// The `201` body: the contract's `Message`, fields in the legacy's order.
+/// The `201` body: the contract's `Message`, fields in the legacy's order
+/// (also the first fields of a `GET`'s `MessageStatus`).
 #[derive(Debug, Serialize)]
 pub struct MessageBody<'a> {
-    id: String,
-    status: &'static str,
-    to: &'a str,
-    from: &'a str,
-    encoding: &'static str,
-    segments: u32,
-    created_at: String,
-    reference: Option<&'a str>,
+    pub(super) id: String,
+    pub(super) status: &'a str,
+    pub(super) to: &'a str,
+    pub(super) from: &'a str,
+    pub(super) encoding: &'a str,
+    pub(super) segments: u32,
+    pub(super) created_at: String,
+    pub(super) reference: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    callback_url: Option<&'a str>,
+    pub(super) callback_url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    schedule_at: Option<String>,
+    pub(super) schedule_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    validity_period: Option<u32>,
+    pub(super) validity_period: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub(super) metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl<'a> From<&'a NewMessage> for MessageBody<'a> {

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::Caller;
+use super::send::MessageBody;
 use crate::domain::MessageId;
 use crate::legacy::iso_timestamp;
 use crate::problem::ApiError;
@@ -33,22 +34,8 @@ pub async fn status(
 /// timestamps as `toISOString()` writes them.
 #[derive(Debug, Serialize)]
 struct StatusBody<'a> {
-    id: String,
-    status: &'a str,
-    to: &'a str,
-    from: &'a str,
-    encoding: &'a str,
-    segments: u32,
-    created_at: String,
-    reference: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    callback_url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schedule_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    validity_period: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    #[serde(flatten)]
+    message: MessageBody<'a>,
     updated_at: String,
     status_history: Vec<HistoryBody<'a>>,
 }
@@ -63,18 +50,20 @@ struct HistoryBody<'a> {
 impl<'a> From<&'a MessageView> for StatusBody<'a> {
     fn from(v: &'a MessageView) -> Self {
         Self {
-            id: v.id.to_string(),
-            status: &v.status,
-            to: &v.to,
-            from: &v.from,
-            encoding: &v.encoding,
-            segments: v.segments,
-            created_at: iso_timestamp(v.created_at),
-            reference: v.reference.as_deref(),
-            callback_url: v.callback_url.as_deref(),
-            schedule_at: v.schedule_at.map(iso_timestamp),
-            validity_period: v.validity_period,
-            metadata: v.metadata.as_ref(),
+            message: MessageBody {
+                id: v.id.to_string(),
+                status: &v.status,
+                to: &v.to,
+                from: &v.from,
+                encoding: &v.encoding,
+                segments: v.segments,
+                created_at: iso_timestamp(v.created_at),
+                reference: v.reference.as_deref(),
+                callback_url: v.callback_url.as_deref(),
+                schedule_at: v.schedule_at.map(iso_timestamp),
+                validity_period: v.validity_period,
+                metadata: v.metadata.as_ref(),
+            },
             updated_at: iso_timestamp(v.updated_at),
             status_history: v
                 .status_history
