@@ -12,6 +12,8 @@ mod shadow_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use tokio::io::AsyncBufReadExt;
+
 use bytes::Bytes;
 use compare::{Differ, Exchange, RecordedRequest, RecordedResponse, Rules, Verdict};
 use integration_tests::parity::{
@@ -114,6 +116,47 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
     let clock = Clock::now();
     let conformance = Conformance::embedded().unwrap();
     let goldens = Goldens::load();
+    // `compare events` listens to both subjects while the corpus runs.
+    let requests_with_events = goldens
+        .exchanges
+        .iter()
+        .filter(|g| g.legacy && g.response.status == 201 && g.response.same_as.is_none())
+        .count();
+    let events_dir = tempfile::tempdir().unwrap();
+    let events_log = events_dir.path().join("events.jsonl");
+    let mut compare_events = tokio::process::Command::new(integration_tests::binary("compare"))
+        .args([
+            "events",
+            "--nats-url",
+            &nats.url,
+            "--primary-subject",
+            &legacy_subject,
+        ])
+        .args(["--candidate-subject", &nats.subject(), "--window", "60s"])
+        .args([
+            "--duration",
+            "120s",
+            "--max-pairs",
+            &requests_with_events.to_string(),
+        ])
+        .arg("--rules")
+        .arg(contracts_dir().join("value-noise.toml"))
+        .arg("--out")
+        .arg(&events_log)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("compare events");
+    let mut stderr = tokio::io::BufReader::new(compare_events.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line == "listening" {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("compare events listening");
     let mut sim = Target::new("legacy", &legacy.url());
     let mut orch = Target::new("orchestrator", &app.api);
     let mut failures: Vec<String> = Vec::new();
@@ -325,6 +368,38 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
         event_differs.is_empty(),
         "event differences:\n{}",
         event_differs.join("\n")
+    );
+
+    // The `compare events` CLI over the same run: no difference either. It
+    // pairs by correlation id alone, so it compares each request's first
+    // event and counts a bulk request's others as duplicates.
+    let status = tokio::time::timeout(Duration::from_secs(120), compare_events.wait())
+        .await
+        .expect("compare events stops after its pairs")
+        .unwrap();
+    let mut summary = String::new();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        summary.push_str(&line);
+        summary.push('\n');
+    }
+    println!("compare events: {summary}");
+    assert!(status.success(), "{summary}");
+    let records: Vec<compare::DiffRecord> = std::fs::read_to_string(&events_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), requests_with_events, "{summary}");
+    assert!(
+        records.iter().all(|r| r.verdict != Verdict::Differs),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!(
+            "duplicates {}",
+            expected_events - requests_with_events
+        )),
+        "{summary}"
     );
 }
 
