@@ -8,7 +8,7 @@
 //! 2. [`crate::problem::render`]: errors in the negotiated envelope, then
 //!    Express's headers, `ETag` and `304` ([`crate::express`]).
 //! 3. [`crate::body::parse`]: the JSON body, read once, before routing.
-//! 4. [`express_routing`]: which route a request is, matched the way the
+//! 4. `express_routing` (below): which route a request is, matched the way the
 //!    legacy's Express router matched it: paths in any case and with one
 //!    trailing slash, `GET /v1/sms/send` as a lookup of the id `send`, and
 //!    no `405`: a method a path does not have is the same `404 Cannot
