@@ -23,9 +23,8 @@ use super::DomainError;
 
 /// A message id: 24 lowercase hex characters.
 ///
-/// [`MessageId::parse`] (text, as clients send it) and `TryFrom<&[u8]>`
-/// (12 stored bytes) are the only ways in from outside; fresh ids come from
-/// [`MessageIds`]. Uppercase hex is refused, as are UUIDs: the contract
+/// [`MessageId::parse`] (text, as clients send it and the store holds it)
+/// is the only way in from outside; fresh ids come from [`MessageIds`]. Uppercase hex is refused, as are UUIDs: the contract
 /// defines ids as lowercase, and a `GET` of anything else is the same `404`
 /// as an unknown id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,17 +68,6 @@ fn nibble(c: u8) -> Option<u8> {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
-    }
-}
-
-impl TryFrom<&[u8]> for MessageId {
-    type Error = DomainError;
-
-    /// Any 12 bytes are an ObjectId.
-    fn try_from(bytes: &[u8]) -> Result<Self, DomainError> {
-        <[u8; 12]>::try_from(bytes)
-            .map(Self)
-            .map_err(|_| DomainError::new("message id must be 12 bytes"))
     }
 }
 
@@ -163,7 +151,7 @@ mod tests {
         let id = MessageId::parse("65f1c0de7a3b9e0012a4c5d6").unwrap();
         assert_eq!(id.to_string(), "65f1c0de7a3b9e0012a4c5d6");
         assert_eq!(id.timestamp().timestamp(), 0x65f1_c0de);
-        assert_eq!(MessageId::try_from(&id.as_bytes()[..]).unwrap(), id);
+        assert_eq!(id.as_bytes()[..4], [0x65, 0xf1, 0xc0, 0xde]);
     }
 
     #[test]
