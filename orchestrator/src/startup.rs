@@ -64,6 +64,10 @@ pub async fn build_with_clock(
 ) -> anyhow::Result<Application> {
     let metrics = Metrics::new(config.gateway_alias_until(), clock);
     let contract = Contract::embedded()?;
+    let conformance = config
+        .check_responses
+        .then(crate::conformance::Conformance::embedded)
+        .transpose()?;
     let store = Store::connect(&config).await?;
     let cache = IdempotencyCache::new(
         config.redis_url.as_deref(),
@@ -100,6 +104,7 @@ pub async fn build_with_clock(
         flag,
         relay_wake: Arc::new(Notify::new()),
         sink: health,
+        conformance,
     });
     Ok(Application {
         api,

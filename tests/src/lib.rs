@@ -6,6 +6,7 @@
 //! `TEST_NATS_URL` (defaults: the machine's services on their usual ports).
 //! The project's test command makes sure they answer before any test runs.
 
+pub mod parity;
 pub mod rehearsal;
 
 use std::path::PathBuf;
@@ -209,6 +210,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub logs: Arc<Mutex<Vec<String>>>,
     pub options: Options,
+    pub contract: ContractGuard,
 }
 
 impl TestApp {
@@ -249,6 +251,9 @@ impl TestApp {
                 "--admin-listen=127.0.0.1:0",
                 &format!("--jwt-hs256-secret={SECRET}"),
                 &format!("--shadow-secret={SHADOW_SECRET}"),
+                // Every answer a test sees is checked against the contract;
+                // a violation fails the test when the app is dropped.
+                "--check-responses",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -301,6 +306,7 @@ impl TestApp {
             child,
             dir,
             http: http_client(),
+            contract: ContractGuard { logs: logs.clone() },
             logs,
             options,
         }
@@ -401,6 +407,46 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The contract violations the orchestrator logged so far.
+    pub fn contract_violations(&self) -> Vec<String> {
+        self.contract.violations()
+    }
+}
+
+/// Fails the test, when the app goes away, if any answer the orchestrator
+/// gave broke the contract (it checks each one, `--check-responses`).
+#[derive(Debug)]
+pub struct ContractGuard {
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ContractGuard {
+    fn violations(&self) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|l| l.contains("\"contract violation\""))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for ContractGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let violations = self.violations();
+        assert!(
+            violations.is_empty(),
+            "answers broke the contract:\n{}",
+            violations.join("\n")
+        );
+    }
+}
+
 /// An HTTP client for tests (installs the process's rustls provider once:
 /// the workspace builds reqwest without a default one).
 pub fn http_client() -> reqwest::Client {
@@ -420,9 +466,9 @@ pub fn sample(exposition: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The message id of a `202` send answer (asserts the `202`).
+/// The message id of a `201` send answer (asserts the `201`).
 pub async fn accepted_id(r: reqwest::Response) -> String {
-    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED, "expected a 202");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED, "expected a 201");
     let body: Value = r.json().await.expect("JSON body");
     body["id"].as_str().expect("an id").to_owned()
 }
@@ -691,7 +737,7 @@ pub fn new_messages(
     let now = chrono::Utc::now();
     let messages: Vec<_> = (0..n)
         .map(|_| orchestrator::store::NewMessage {
-            id: uuid::Uuid::now_v7(),
+            id: orchestrator::domain::process_ids().next(now),
             tenant: TenantId::parse(tenant).unwrap(),
             shadow: false,
             to: PhoneNumber::parse("+447700900123").unwrap(),
