@@ -1,9 +1,9 @@
 //! Contract parity: the legacy simulator and the real orchestrator
 //! (Postgres, Redis, JetStream), each held to every golden exchange of
 //! `contracts/legacy/exchanges.yaml` and to the OpenAPI document, then to
-//! each other: compare's differ, with rules that accept only value noise
-//! (`contracts/legacy/value-noise.toml`), finds no difference in any
-//! answer or in any `sms.outbound.request` event. The committed corpus
+//! each other: compare's differ, with compare's shipped rules
+//! (`compare/rules/default.toml`, value noise only), finds no difference in
+//! any answer or in any `sms.outbound.request` event. The committed corpus
 //! (`contracts/legacy/parity-corpus.jsonl`) is these exchanges in compare's
 //! capture format.
 
@@ -24,8 +24,10 @@ use orchestrator::conformance::{Conformance, Exchange as Wire};
 use serde_json::Value;
 use shadow_support::Legacy;
 
+/// compare's shipped rules (`compare/rules/default.toml`), what `compare`
+/// uses when no `--rules` is given: the proof uses nothing else.
 fn rules() -> Rules {
-    Rules::load(&contracts_dir().join("value-noise.toml")).expect("value-noise.toml compiles")
+    Rules::default_rules().expect("the shipped rules compile")
 }
 
 fn to_http(headers: &reqwest::header::HeaderMap) -> http::HeaderMap {
@@ -139,8 +141,6 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
             "--max-pairs",
             &requests_with_events.to_string(),
         ])
-        .arg("--rules")
-        .arg(contracts_dir().join("value-noise.toml"))
         .arg("--out")
         .arg(&events_log)
         .stderr(std::process::Stdio::piped())
