@@ -230,19 +230,31 @@ fn under_the_shipped_defaults_an_etag_is_noise_only_in_its_hash_and_lengths_must
     ];
     let cases: [(&[(&str, &str)], compare::Verdict); 4] = [
         (
-            &[("etag", r#"W/"33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#), ("content-length", "51")],
+            &[
+                ("etag", r#"W/"33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "51"),
+            ],
             compare::Verdict::NoiseOnly,
         ),
         (
-            &[("etag", r#"W/"34-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#), ("content-length", "51")],
+            &[
+                ("etag", r#"W/"34-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "51"),
+            ],
             compare::Verdict::Differs,
         ),
         (
-            &[("etag", r#""33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#), ("content-length", "51")],
+            &[
+                ("etag", r#""33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "51"),
+            ],
             compare::Verdict::Differs,
         ),
         (
-            &[("etag", r#"W/"33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#), ("content-length", "52")],
+            &[
+                ("etag", r#"W/"33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "52"),
+            ],
             compare::Verdict::Differs,
         ),
     ];

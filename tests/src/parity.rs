@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
+use compare::template::{self, Answers};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -163,6 +164,9 @@ pub struct Target {
     pub answers: HashMap<String, Answer>,
     /// Exchange name → the request as sent.
     pub sent: Vec<(String, SentRequest)>,
+    /// The answers as compare's templates read them (by exchange name, the
+    /// correlation id).
+    templates: Answers,
 }
 
 impl Target {
@@ -172,81 +176,45 @@ impl Target {
             base: base.trim_end_matches('/').to_owned(),
             answers: HashMap::new(),
             sent: Vec::new(),
+            templates: Answers::default(),
         }
+    }
+
+    /// Keeps the answer to exchange `name`.
+    pub fn record(&mut self, name: &str, answer: &Answer) {
+        self.answers.insert(name.to_owned(), answer.clone());
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &answer.headers {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(v.as_bytes()),
+            ) {
+                headers.append(k, v);
+            }
+        }
+        self.templates
+            .insert_parts(name, headers, answer.body.clone());
     }
 
     /// `{{id:name}}` or `{{id:name#/pointer}}`: the id an earlier exchange
     /// created on this target.
     pub fn id_of(&self, reference: &str) -> String {
-        let (name, pointer) = reference.split_once('#').unwrap_or((reference, "/id"));
-        let answer = self
-            .answers
-            .get(name)
-            .unwrap_or_else(|| panic!("{}: no answer of {name} yet", self.name));
-        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        body.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("{}: {name} has no id at {pointer}", self.name))
-            .to_owned()
-    }
-
-    fn etag_of(&self, name: &str) -> String {
-        self.answers
-            .get(name)
-            .and_then(|a| a.headers.get("etag"))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("{}: no ETag of {name}", self.name))
-            .to_owned()
+        self.templates
+            .id(reference)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 }
 
-/// The run's clock: `{{time:…}}` are relative to it, identical on both
-/// targets.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock(pub DateTime<Utc>);
+/// The run's clock and run token (compare's): `{{time:…}}` and `{{run}}`
+/// are the same on both targets.
+pub type Clock = template::Clock;
 
-impl Clock {
-    pub fn now() -> Self {
-        let now = Utc::now();
-        Self(DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now))
-    }
-
-    /// `+2h:offset` (RFC 3339 in +01:00, seconds) or `+2h:iso`
-    /// (`toISOString()`).
-    fn time(&self, spec: &str) -> String {
-        let (delta, form) = spec.rsplit_once(':').expect("{{time:<delta>:<form>}}");
-        let (sign, rest) = delta.split_at(1);
-        let (n, unit) = rest.split_at(rest.len() - 1);
-        let n: i64 = n.parse().expect("a number");
-        let d = match unit {
-            "m" => chrono::Duration::minutes(n),
-            "h" => chrono::Duration::hours(n),
-            "d" => chrono::Duration::days(n),
-            other => panic!("time unit {other}"),
-        };
-        let t = if sign == "-" { self.0 - d } else { self.0 + d };
-        match form {
-            "offset" => t
-                .with_timezone(&FixedOffset::east_opt(3600).expect("+01:00"))
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-            "iso" => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            other => panic!("time form {other}"),
-        }
-    }
-}
-
-/// Fills the templates that have one value per target: `{{x*N}}`,
-/// `{{time:…}}`, `{{id:…}}`, `{{etag:…}}`. Others are left for matching.
-pub fn fill(text: &str, target: &Target, clock: Clock) -> String {
-    let re = Regex::new(r"\{\{([a-z]+)([:*])([^}]*)\}\}").expect("regex");
-    re.replace_all(text, |c: &regex::Captures| match (&c[1], &c[2]) {
-        ("x", "*") => "x".repeat(c[3].parse().expect("a count")),
-        ("time", ":") => clock.time(&c[3]),
-        ("id", ":") => target.id_of(&c[3]),
-        ("etag", ":") => target.etag_of(&c[3]),
-        _ => c[0].to_owned(),
-    })
-    .into_owned()
+/// Fills `{{x*N}}` and the templates compare replay fills per target
+/// (`{{time:…}}`, `{{run}}`, `{{id:…}}`, `{{etag:…}}`); the others
+/// (`{{id}}`, `{{timestamp}}`) are left for matching.
+pub fn fill(text: &str, target: &Target, clock: &Clock) -> String {
+    template::fill(&fill_static(text), &target.templates, clock)
+        .unwrap_or_else(|e| panic!("{}: {e}", target.name))
 }
 
 /// Fills only what does not depend on a target (`{{x*N}}`): the corpus
@@ -261,10 +229,10 @@ pub fn fill_static(text: &str) -> String {
 
 impl Golden {
     /// The request for a target.
-    pub fn build(&self, target: &Target, callers: &Callers, clock: Clock) -> SentRequest {
+    pub fn build(&self, target: &Target, callers: &Callers, clock: &Clock) -> SentRequest {
         let r = &self.request;
         let mut headers = callers.headers(r.caller.as_deref());
-        headers.push(("X-Correlation-ID".into(), format!("parity-{}", self.name)));
+        headers.push(("X-Correlation-ID".into(), self.name.clone()));
         let mut has_type = false;
         for (k, v) in &r.headers {
             has_type |= k.eq_ignore_ascii_case("content-type");
@@ -290,7 +258,7 @@ impl Golden {
 
     /// Every way `answer` differs from this golden on `target`; the ids it
     /// created are left in `target` by the caller.
-    pub fn check(&self, answer: &Answer, target: &Target, clock: Clock) -> Vec<String> {
+    pub fn check(&self, answer: &Answer, target: &Target, clock: &Clock) -> Vec<String> {
         let mut out = Vec::new();
         let name = &self.name;
         let r = &self.response;
@@ -362,7 +330,7 @@ fn match_value(
     actual: &Value,
     at: &str,
     target: &Target,
-    clock: Clock,
+    clock: &Clock,
     bindings: &mut HashMap<String, String>,
     errors: &mut Vec<String>,
 ) {
@@ -506,13 +474,22 @@ pub async fn settle(http: &reqwest::Client, target: &Target, callers: &Callers, 
 }
 
 /// The corpus line of a golden, in compare's capture format: the request
-/// with `{{x*N}}` expanded and the per-target templates kept.
+/// with `{{x*N}}` expanded and the per-target templates kept for
+/// `compare replay` (`"templates": true`, see `compare::template`): the
+/// caller as `x-compare-caller`, `settle` as an `x-compare-await` on the
+/// message's status.
 pub fn capture_line(golden: &Golden) -> Value {
     let r = &golden.request;
     let mut headers: Vec<Value> = Vec::new();
     match r.caller.as_deref().unwrap_or("tenant") {
         "anonymous" => {}
-        caller => headers.push(json!(["x-parity-caller", caller])),
+        caller => headers.push(json!([template::CALLER_HEADER, caller])),
+    }
+    if let Some(reference) = &golden.settle {
+        headers.push(json!([
+            template::AWAIT_HEADER,
+            format!("/v1/sms/{{{{id:{reference}}}}} /status queued")
+        ]));
     }
     let mut has_type = false;
     for (k, v) in &r.headers {
@@ -531,7 +508,8 @@ pub fn capture_line(golden: &Golden) -> Value {
     }
     json!({
         "schema_version": 1,
-        "correlation_id": format!("parity-{}", golden.name),
+        "correlation_id": golden.name,
+        "templates": true,
         "request": request,
     })
 }
