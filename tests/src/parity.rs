@@ -513,3 +513,90 @@ pub fn capture_line(golden: &Golden) -> Value {
         "request": request,
     })
 }
+
+/// The `sms.outbound.request` events the corpus makes each system publish:
+/// one per accepted message of every `201` that is not a replay.
+pub fn expected_events(goldens: &Goldens) -> usize {
+    goldens
+        .exchanges
+        .iter()
+        .filter(|g| g.legacy && g.response.status == 201 && g.response.same_as.is_none())
+        .map(|g| {
+            g.response
+                .body
+                .as_ref()
+                .and_then(|b| b["accepted"].as_u64())
+                .map_or(1, |n| n as usize)
+        })
+        .sum()
+}
+
+/// `compare events` over the legacy's and the orchestrator's subjects, as
+/// an SRE runs it (the shipped rules), stopping after `pairs` pairs.
+#[derive(Debug)]
+pub struct CompareEvents {
+    child: tokio::process::Child,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl CompareEvents {
+    /// Starts it and waits until both subscriptions are live.
+    pub async fn start(nats_url: &str, primary: &str, candidate: &str, pairs: usize) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("events.jsonl");
+        let mut child = tokio::process::Command::new(crate::binary("compare"))
+            .args(["events", "--nats-url", nats_url])
+            .args([
+                "--primary-subject",
+                primary,
+                "--candidate-subject",
+                candidate,
+            ])
+            .args(["--window", "60s", "--duration", "120s"])
+            .args(["--max-pairs", &pairs.to_string()])
+            .arg("--out")
+            .arg(&log)
+            .env("DIFF_REDACTION_KEY", "parity-events")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("compare events");
+        let mut stderr =
+            tokio::io::BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                if line == "listening" {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("compare events listening");
+        Self {
+            child,
+            stderr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for it to stop (after its pairs, or its duration); its
+    /// summary line and its records.
+    pub async fn finish(mut self) -> (String, Vec<compare::DiffRecord>) {
+        let status = tokio::time::timeout(Duration::from_secs(150), self.child.wait())
+            .await
+            .expect("compare events stops")
+            .expect("compare events ran");
+        let mut summary = String::new();
+        while let Ok(Some(line)) = self.stderr.next_line().await {
+            summary.push_str(&line);
+            summary.push('\n');
+        }
+        assert!(status.success(), "{summary}");
+        let records = compare::difflog::read_records(&self.log).expect("events diff log");
+        (summary, records)
+    }
+}

@@ -12,14 +12,13 @@ mod shadow_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::io::AsyncBufReadExt;
-
 use bytes::Bytes;
 use compare::{Differ, Exchange, RecordedRequest, RecordedResponse, Rules, Verdict};
 use integration_tests::parity::{
-    Answer, Callers, Clock, Goldens, Target, capture_line, contracts_dir, send, settle,
+    Answer, Callers, Clock, CompareEvents, Goldens, Target, capture_line, contracts_dir,
+    expected_events, send, settle,
 };
-use integration_tests::{NatsNames, SECRET, TestApp, http_client, unique};
+use integration_tests::{SECRET, TestApp, http_client, unique};
 use orchestrator::conformance::{Conformance, Exchange as Wire};
 use serde_json::Value;
 use shadow_support::Legacy;
@@ -110,44 +109,9 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
     let conformance = Conformance::embedded().unwrap();
     let goldens = Goldens::load();
     // `compare events` listens to both subjects while the corpus runs.
-    let requests_with_events = goldens
-        .exchanges
-        .iter()
-        .filter(|g| g.legacy && g.response.status == 201 && g.response.same_as.is_none())
-        .count();
-    let events_dir = tempfile::tempdir().unwrap();
-    let events_log = events_dir.path().join("events.jsonl");
-    let mut compare_events = tokio::process::Command::new(integration_tests::binary("compare"))
-        .args([
-            "events",
-            "--nats-url",
-            &nats.url,
-            "--primary-subject",
-            &legacy_subject,
-        ])
-        .args(["--candidate-subject", &nats.subject(), "--window", "60s"])
-        .args([
-            "--duration",
-            "120s",
-            "--max-pairs",
-            &requests_with_events.to_string(),
-        ])
-        .arg("--out")
-        .arg(&events_log)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("compare events");
-    let mut stderr = tokio::io::BufReader::new(compare_events.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            if line == "listening" {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("compare events listening");
+    let expected_events = expected_events(&goldens);
+    let compare_events =
+        CompareEvents::start(&nats.url, &legacy_subject, &nats.subject(), expected_events).await;
     let mut sim = Target::new("legacy", &legacy.url());
     let mut orch = Target::new("orchestrator", &app.api);
     let mut failures: Vec<String> = Vec::new();
@@ -304,166 +268,27 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
     );
     assert!(pairs.len() >= 60);
 
-    // The events downstream workers get: the same, beyond value noise.
-    let expected_events = goldens
-        .exchanges
-        .iter()
-        .filter(|g| g.legacy)
-        .map(|g| {
-            let a = &orch.answers[&g.name];
-            if a.status != 201 || g.response.same_as.is_some() {
-                return 0;
-            }
-            let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-            body["accepted"].as_u64().map_or(1, |n| n as usize)
-        })
-        .sum::<usize>();
-    let (legacy_events, orch_events) = (
-        events(&nats, &legacy_subject, expected_events).await,
-        events(&nats, &nats.subject(), expected_events).await,
-    );
-    assert_eq!(legacy_events.len(), expected_events, "legacy events");
-    assert_eq!(orch_events.len(), expected_events, "orchestrator events");
-    let paired = pair_events(legacy_events, orch_events);
-    let mut event_differs = Vec::new();
-    for (key, primary, candidate) in &paired {
-        let record = differ.diff(&Exchange {
-            request: RecordedRequest {
-                method: http::Method::from_bytes(compare::exchange::EVENT_METHOD.as_bytes())
-                    .unwrap(),
-                path: "sms.outbound.request".into(),
-                headers: http::HeaderMap::new(),
-                body: Bytes::new(),
-            },
-            primary: primary.clone(),
-            candidate: candidate.clone(),
-        });
-        // Nats-Msg-Id is each side's message id: an ObjectId on both.
-        for side in [primary, candidate] {
-            let id = side.headers["nats-msg-id"].to_str().unwrap();
-            assert!(
-                id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-                "{key}: {id}"
-            );
-        }
-        if record.verdict == Verdict::Differs {
-            event_differs.push(format!(
-                "{key}: {}",
-                serde_json::to_string(&record).unwrap()
-            ));
-        }
-    }
-    println!("events: {} pairs", paired.len());
-    assert_eq!(paired.len(), expected_events);
-    assert!(
-        event_differs.is_empty(),
-        "event differences:\n{}",
-        event_differs.join("\n")
-    );
-
-    // The `compare events` CLI over the same run: no difference either. It
-    // pairs by correlation id alone, so it compares each request's first
-    // event and counts a bulk request's others as duplicates.
-    let status = tokio::time::timeout(Duration::from_secs(120), compare_events.wait())
-        .await
-        .expect("compare events stops after its pairs")
-        .unwrap();
-    let mut summary = String::new();
-    while let Ok(Some(line)) = stderr.next_line().await {
-        summary.push_str(&line);
-        summary.push('\n');
-    }
+    // The events downstream workers get: the same, beyond value noise,
+    // item by item (`compare events` pairs a bulk request's events by
+    // position).
+    let (summary, records) = compare_events.finish().await;
     println!("compare events: {summary}");
-    assert!(status.success(), "{summary}");
-    let records: Vec<compare::DiffRecord> = std::fs::read_to_string(&events_log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    assert_eq!(records.len(), expected_events, "{summary}");
+    assert!(
+        summary.contains(&format!("{expected_events} pairs"))
+            && summary.contains("unmatched legacy 0, unmatched shadow 0; duplicates 0"),
+        "{summary}"
+    );
+    let differs: Vec<String> = records
+        .iter()
+        .filter(|r| r.verdict == Verdict::Differs)
+        .map(|r| serde_json::to_string(r).unwrap())
         .collect();
-    assert_eq!(records.len(), requests_with_events, "{summary}");
     assert!(
-        records.iter().all(|r| r.verdict != Verdict::Differs),
-        "{summary}"
+        differs.is_empty(),
+        "event differences:\n{}",
+        differs.join("\n")
     );
-    assert!(
-        summary.contains(&format!(
-            "duplicates {}",
-            expected_events - requests_with_events
-        )),
-        "{summary}"
-    );
-}
-
-/// Every event on `subject` (waits until `n` are there).
-async fn events(nats: &NatsNames, subject: &str, n: usize) -> Vec<RecordedResponse> {
-    use futures::StreamExt;
-    let client = async_nats::connect(&nats.url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let stream = js.get_stream(&nats.stream).await.unwrap();
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: subject.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(20), messages.next()).await
-        else {
-            break;
-        };
-        let mut headers = http::HeaderMap::new();
-        for (k, values) in m.headers.iter().flat_map(|h| h.iter()) {
-            for v in values {
-                if let (Ok(k), Ok(v)) = (
-                    http::HeaderName::from_bytes(k.to_string().as_bytes()),
-                    http::HeaderValue::from_str(v.as_str()),
-                ) {
-                    headers.append(k, v);
-                }
-            }
-        }
-        out.push(RecordedResponse {
-            status: http::StatusCode::OK,
-            headers,
-            body: m.payload.clone(),
-            latency: Duration::ZERO,
-        });
-    }
-    out
-}
-
-/// Pairs events by correlation id and, within one request (a bulk), by
-/// position: `compare events` pairs by correlation id alone, so it cannot
-/// tell a bulk request's events apart.
-fn pair_events(
-    primary: Vec<RecordedResponse>,
-    candidate: Vec<RecordedResponse>,
-) -> Vec<(String, RecordedResponse, RecordedResponse)> {
-    let key = |e: &RecordedResponse| {
-        e.headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let mut by_key: HashMap<String, Vec<RecordedResponse>> = HashMap::new();
-    for e in candidate {
-        by_key.entry(key(&e)).or_default().push(e);
-    }
-    let mut out = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for e in primary {
-        let k = key(&e);
-        let i = seen.entry(k.clone()).or_default();
-        if let Some(c) = by_key.get(&k).and_then(|v| v.get(*i)) {
-            out.push((format!("{k}#{i}"), e.clone(), c.clone()));
-        }
-        *i += 1;
-    }
-    out
 }
 
 /// `--caller NAME=Header: value` for every caller the corpus names, from
