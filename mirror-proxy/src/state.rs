@@ -92,6 +92,8 @@ pub struct Shared {
     pub cli: Cli,
     pub metrics: Metrics,
     pub ids: IdMap,
+    /// Primary ETag → shadow ETag of status reads (conditional copies).
+    pub etags: IdMap,
     pub jobs: mpsc::Sender<DiffJob>,
     /// Set once the SIGHUP handler is installed; the readiness line waits
     /// for it, so a SIGHUP sent after "listening" can never kill the process.
@@ -111,12 +113,17 @@ impl Shared {
             live.settings.correlation.ttl,
             live.settings.correlation.max_entries,
         );
+        let etags = IdMap::new(
+            live.settings.correlation.ttl,
+            live.settings.correlation.max_entries,
+        );
         Self {
             live: RwLock::new(Arc::new(live)),
             fixed,
             cli,
             metrics: Metrics::new(),
             ids,
+            etags,
             jobs,
             reload_ready: AtomicBool::new(false),
             redaction_key,
@@ -131,10 +138,12 @@ impl Shared {
 
     /// Installs reloaded settings for requests that start from now on.
     pub fn replace(&self, live: Live) {
-        self.ids.configure(
-            live.settings.correlation.ttl,
-            live.settings.correlation.max_entries,
-        );
+        for map in [&self.ids, &self.etags] {
+            map.configure(
+                live.settings.correlation.ttl,
+                live.settings.correlation.max_entries,
+            );
+        }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
 
