@@ -514,9 +514,12 @@ fn top_paths(paths: PathCounts, route_samples: &HashMap<&str, u64>) -> Vec<PathS
         })
         .collect();
     // Most frequent first; among equals, what a client meets first: the
-    // status (or no answer at all), then headers, then the body.
+    // status (or no answer at all), then headers, then the body; last the
+    // headers derived from the body's bytes (`Content-Length`, `ETag`),
+    // which differ whenever it does and so never say why.
     let rank = |path: &str| match path {
         "status" | "transport-error" | "event" => 0,
+        "header:content-length" | "header:etag" => 3,
         p if p.starts_with("header:") => 1,
         _ => 2,
     };
