@@ -583,6 +583,27 @@ impl CompareEvents {
         }
     }
 
+    /// Waits for it to stop and checks what the proof needs: every one of
+    /// the `expected` events paired (none unmatched, none a duplicate) and
+    /// no pair differing. Its records.
+    pub async fn every_event_alike(self, expected: usize) -> Vec<compare::DiffRecord> {
+        let (summary, records) = self.finish().await;
+        println!("compare events: {summary}");
+        assert_eq!(records.len(), expected, "{summary}");
+        assert!(
+            summary.contains(&format!("{expected} pairs"))
+                && summary.contains("unmatched legacy 0, unmatched shadow 0; duplicates 0"),
+            "{summary}"
+        );
+        let (_, differs) = tally(&records);
+        assert!(
+            differs.is_empty(),
+            "event differences:\n{}",
+            differs.join("\n")
+        );
+        records
+    }
+
     /// Waits for it to stop (after its pairs, or its duration); its
     /// summary line and its records.
     pub async fn finish(mut self) -> (String, Vec<compare::DiffRecord>) {
@@ -599,4 +620,23 @@ impl CompareEvents {
         let records = compare::difflog::read_records(&self.log).expect("events diff log");
         (summary, records)
     }
+}
+
+/// Diff records by verdict (`same`, `noise-only`, `differs`), and each
+/// `differs` record as JSON (for a failure message).
+pub fn tally(records: &[compare::DiffRecord]) -> (HashMap<&'static str, usize>, Vec<String>) {
+    let mut verdicts = HashMap::new();
+    let mut differs = Vec::new();
+    for record in records {
+        let label = match record.verdict {
+            compare::Verdict::Same => "same",
+            compare::Verdict::NoiseOnly => "noise-only",
+            compare::Verdict::Differs => {
+                differs.push(serde_json::to_string(record).unwrap_or_default());
+                "differs"
+            }
+        };
+        *verdicts.entry(label).or_default() += 1;
+    }
+    (verdicts, differs)
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use compare::{Differ, Exchange, RecordedRequest, RecordedResponse, Rules, Verdict};
 use integration_tests::parity::{
     Answer, Callers, Clock, CompareEvents, Goldens, Target, capture_line, contracts_dir,
-    expected_events, send, settle,
+    expected_events, send, settle, tally,
 };
 use integration_tests::{SECRET, TestApp, http_client, unique};
 use orchestrator::conformance::{Conformance, Exchange as Wire};
@@ -271,24 +271,7 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
     // The events downstream workers get: the same, beyond value noise,
     // item by item (`compare events` pairs a bulk request's events by
     // position).
-    let (summary, records) = compare_events.finish().await;
-    println!("compare events: {summary}");
-    assert_eq!(records.len(), expected_events, "{summary}");
-    assert!(
-        summary.contains(&format!("{expected_events} pairs"))
-            && summary.contains("unmatched legacy 0, unmatched shadow 0; duplicates 0"),
-        "{summary}"
-    );
-    let differs: Vec<String> = records
-        .iter()
-        .filter(|r| r.verdict == Verdict::Differs)
-        .map(|r| serde_json::to_string(r).unwrap())
-        .collect();
-    assert!(
-        differs.is_empty(),
-        "event differences:\n{}",
-        differs.join("\n")
-    );
+    compare_events.every_event_alike(expected_events).await;
 }
 
 /// `--caller NAME=Header: value` for every caller the corpus names, from
@@ -362,18 +345,8 @@ async fn compare_replay_of_the_committed_corpus_finds_only_value_noise_with_the_
     assert!(!stderr.contains("warning: templates"), "{stderr}");
     let records = compare::difflog::read_records(&log).expect("diff log");
     assert_eq!(records.len(), lines, "one record per corpus line");
-    let mut verdicts: HashMap<&'static str, usize> = HashMap::new();
-    let mut differs = Vec::new();
+    let (verdicts, differs) = tally(&records);
     for record in &records {
-        let label = match record.verdict {
-            Verdict::Same => "same",
-            Verdict::NoiseOnly => "noise-only",
-            Verdict::Differs => "differs",
-        };
-        *verdicts.entry(label).or_default() += 1;
-        if record.verdict == Verdict::Differs {
-            differs.push(serde_json::to_string(record).unwrap());
-        }
         assert!(record.accepted_changes().next().is_none(), "{record:?}");
     }
     println!("compare replay over {} lines: {verdicts:?}", records.len());

@@ -18,12 +18,11 @@
 
 mod shadow_support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use compare::{DiffRecord, Verdict};
 use integration_tests::parity::{
-    Callers, Clock, CompareEvents, Goldens, Target, contracts_dir, expected_events, send,
+    Callers, Clock, CompareEvents, Goldens, Target, contracts_dir, expected_events, send, tally,
 };
 use integration_tests::{NatsNames, Options, SECRET, TestApp, TestDatabase, redis_url, unique};
 use shadow_support::{Legacy, Proxy, ProxyConfig};
@@ -134,19 +133,6 @@ async fn drive(s: &Stack) -> Vec<DiffRecord> {
     s.proxy.records()
 }
 
-fn verdicts(records: &[DiffRecord]) -> HashMap<&'static str, usize> {
-    let mut out = HashMap::new();
-    for record in records {
-        let label = match record.verdict {
-            Verdict::Same => "same",
-            Verdict::NoiseOnly => "noise-only",
-            Verdict::Differs => "differs",
-        };
-        *out.entry(label).or_default() += 1;
-    }
-    out
-}
-
 /// `compare report` with the gate over `logs`: exit code and one-line reason.
 fn gate(logs: &[&std::path::Path], markdown: &std::path::Path) -> (Option<i32>, String) {
     let output = std::process::Command::new(integration_tests::binary("compare"))
@@ -183,17 +169,12 @@ async fn the_corpus_through_mirror_proxy_differs_in_nothing_but_value_noise_in_a
         .unwrap()
         .lines()
         .count();
+    let (verdicts, differs) = tally(&records);
     println!(
-        "through mirror-proxy: {} records {:?}",
-        records.len(),
-        verdicts(&records)
+        "through mirror-proxy: {} records {verdicts:?}",
+        records.len()
     );
     assert_eq!(records.len(), lines, "every corpus exchange was compared");
-    let differs: Vec<String> = records
-        .iter()
-        .filter(|r| r.verdict == Verdict::Differs)
-        .map(|r| serde_json::to_string(r).unwrap())
-        .collect();
     assert!(differs.is_empty(), "differences:\n{}", differs.join("\n"));
     assert!(
         records
@@ -218,23 +199,7 @@ async fn the_corpus_through_mirror_proxy_differs_in_nothing_but_value_noise_in_a
         assert_eq!((pair.primary, pair.candidate), (status, status), "{name}");
     }
 
-    let (summary, event_records) = compare_events.finish().await;
-    println!("compare events: {summary}");
-    assert!(
-        summary.contains(&format!("{events} pairs"))
-            && summary.contains("unmatched legacy 0, unmatched shadow 0; duplicates 0"),
-        "{summary}"
-    );
-    let event_differs: Vec<String> = event_records
-        .iter()
-        .filter(|r| r.verdict == Verdict::Differs)
-        .map(|r| serde_json::to_string(r).unwrap())
-        .collect();
-    assert!(
-        event_differs.is_empty(),
-        "event differences:\n{}",
-        event_differs.join("\n")
-    );
+    let event_records = compare_events.every_event_alike(events).await;
 
     // The gate over both logs.
     let dir = tempfile::tempdir().unwrap();
@@ -262,7 +227,7 @@ async fn the_gate_refuses_an_orchestrator_that_answers_problem_documents_by_defa
     println!(
         "through mirror-proxy, ERROR_FORMAT=problem: {} records {:?}",
         records.len(),
-        verdicts(&records)
+        tally(&records).0
     );
     // What differs is the errors: error answers (their envelope and
     // content type) and a bulk answer's refused items (their envelope, and
