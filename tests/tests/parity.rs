@@ -400,14 +400,7 @@ async fn exchange_on(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream.write_all(head.as_bytes()).await.ok()?;
     stream.write_all(body).await.ok()?;
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
+    let buf = shadow_support::read_head(stream).await?;
     let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
     let status = head.get(9..12)?.parse().ok()?;
     let length: usize = head
