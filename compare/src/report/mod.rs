@@ -867,6 +867,36 @@ mod tests {
     }
 
     #[test]
+    fn among_equals_the_top_difference_is_what_the_client_meets_and_derived_headers_come_last() {
+        let mut paths: PathCounts = HashMap::new();
+        for path in [
+            "header:content-length",
+            "header:etag",
+            "/message",
+            "header:content-type",
+        ] {
+            paths.insert(
+                ("POST /v1/sms/send".into(), path.into(), DiffKind::Changed),
+                (10, Vec::new()),
+            );
+        }
+        let samples = HashMap::from([("POST /v1/sms/send", 10)]);
+        let order: Vec<String> = top_paths(paths, &samples)
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "header:content-type",
+                "/message",
+                "header:content-length",
+                "header:etag"
+            ]
+        );
+    }
+
+    #[test]
     fn rates_parse_as_percent_or_fraction() {
         assert_eq!(parse_rate("0.1%"), Some(0.001));
         assert_eq!(parse_rate("0.001"), Some(0.001));
