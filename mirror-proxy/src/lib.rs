@@ -24,7 +24,8 @@
 //! Around them: [`config`] (file + flags + environment), [`state`] (what
 //! requests share, swapped whole on reload), [`rules`] (compare's rules
 //! plus overlays), [`reload`] (SIGHUP / file watch), [`admin`] (metrics
-//! listener), [`listen`] (port 0 and the readiness line), [`metrics`].
+//! listener), [`listen`] (port 0 and the readiness line), [`metrics`],
+//! [`telemetry`] (JSON lines, Pingora's included).
 
 pub mod admin;
 pub mod budget;
@@ -44,6 +45,7 @@ pub mod rules;
 pub mod sampling;
 pub mod state;
 pub mod tee;
+pub mod telemetry;
 
 use std::sync::Arc;
 
