@@ -19,7 +19,7 @@
 //!    bring delivery statuses back; [`reaper`] enforces retention.
 //!
 //! Around them: [`config`], [`startup`] (build + run, graceful shutdown),
-//! [`routes`] (the API and admin routers), [`problem`] (every error as
+//! [`routes`] (the API and admin routers), [`reload`] (SIGHUP), [`problem`] (every error as
 //! problem+json, from one place), [`metrics`], [`telemetry`], [`dev`].
 
 pub mod auth;
@@ -39,6 +39,7 @@ pub mod config;
 pub mod dev;
 pub mod metrics;
 pub mod problem;
+pub mod reload;
 pub mod routes;
 pub mod startup;
 pub mod state;

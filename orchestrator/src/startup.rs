@@ -28,6 +28,7 @@ pub struct Application {
     admin: TcpListener,
     state: AppState,
     sink: EventSink,
+    reloader: crate::reload::Reloader,
 }
 
 /// Auth settings from the flat config.
@@ -82,6 +83,12 @@ pub async fn build_with_clock(
     if let Some(path) = &config.flags_file {
         flag.clone().watch(path.clone());
     }
+    let reloader = crate::reload::Reloader::install(
+        flag.clone(),
+        config.flags_file.clone(),
+        auth.clone(),
+        config.jwt_jwks_file.is_some() || config.jwt_jwks_url.is_some(),
+    )?;
     let (sink, health) = EventSink::connect(&config).await?;
     let api = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin_listen).await?;
@@ -106,6 +113,7 @@ pub async fn build_with_clock(
         admin,
         state,
         sink,
+        reloader,
     })
 }
 
@@ -150,6 +158,7 @@ impl Application {
             stop.clone(),
         ));
         tasks.spawn(refresh_jwks(state.auth.clone(), stop.clone()));
+        tasks.spawn(self.reloader.run(stop.clone()));
         if let Some((_, js)) = self.sink.nats() {
             tasks.spawn(crate::status_events::run(
                 js.clone(),

@@ -1299,3 +1299,55 @@ fn the_dashboard_is_importable_and_queries_only_series_that_exist() {
         );
     }
 }
+
+/// Issue #16, defect 6: Kong's consumer headers are in the request line at
+/// the default level (`info`), for accepted and refused requests alike.
+#[tokio::test]
+async fn kong_consumer_headers_are_in_the_request_line_at_the_default_level() {
+    let app = TestApp::embedded().await;
+    let consumer = uuid::Uuid::new_v4().to_string();
+    let accepted = app
+        .request(Method::POST, "/v1/sms/send")
+        .json(&send_body("audit"))
+        .header("X-Correlation-ID", "audit-accepted")
+        .header("X-Consumer-ID", &consumer)
+        .header("X-Consumer-Custom-ID", "acme-billing")
+        .header("X-Consumer-Username", "acme")
+        .header("X-Credential-Identifier", "acme-jwt-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let refused = app
+        .http
+        .post(format!("{}/v1/sms/send", app.api))
+        .header("X-Correlation-ID", "audit-refused")
+        .header("X-Tenant-Id", &app.tenant)
+        .header("X-Consumer-ID", &consumer)
+        .header("X-Anonymous-Consumer", "true")
+        .json(&send_body("audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let line = &await_log_lines(&app, 1, |l| {
+        l["target"] == "request" && l["correlation_id"] == "audit-accepted"
+    })
+    .await[0];
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["consumer_id"], consumer.as_str(), "{line}");
+    assert_eq!(line["consumer_custom_id"], "acme-billing", "{line}");
+    assert_eq!(line["consumer_username"], "acme", "{line}");
+    assert_eq!(line["credential_identifier"], "acme-jwt-key", "{line}");
+    assert!(line.get("anonymous_consumer").is_none(), "{line}");
+
+    let line = &await_log_lines(&app, 1, |l| {
+        l["target"] == "request" && l["correlation_id"] == "audit-refused"
+    })
+    .await[0];
+    assert_eq!(line["status"], 401, "{line}");
+    assert_eq!(line["consumer_id"], consumer.as_str(), "{line}");
+    assert_eq!(line["anonymous_consumer"], true, "{line}");
+    assert!(line.get("consumer_custom_id").is_none(), "{line}");
+}

@@ -31,7 +31,7 @@
 
 mod dev_token;
 mod error;
-mod headers;
+pub(crate) mod headers;
 mod jwks;
 mod jwt;
 mod key_auth;
