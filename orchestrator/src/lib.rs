@@ -15,10 +15,10 @@
 //!    then parse-don't-validate types ([`submit::parse`]).
 //! 5. [`idempotency`] and [`store`]: key, messages and outbox rows in one
 //!    transaction ([`submit::accept`]); `202` after commit.
-//! 6. [`relay`]: outbox → JetStream, woken on commit; [`status_events`]
+//! 6. [`relay`]: outbox → JetStream ([`event_sink`]), woken on commit; [`status_events`]
 //!    bring delivery statuses back; [`reaper`] enforces retention.
 //!
-//! Around them: [`config`], [`startup`] (build + run, graceful shutdown),
+//! Around them: [`config`] (and [`secret`]: `*_FILE`, never printed), [`startup`] (build + run, graceful shutdown),
 //! [`routes`] (the API and admin routers), [`reload`] (SIGHUP), [`problem`] (every error as
 //! problem+json, from one place), [`metrics`], [`telemetry`], [`dev`].
 
@@ -26,6 +26,7 @@ pub mod auth;
 pub mod contract;
 pub mod correlation;
 pub mod domain;
+pub mod event_sink;
 pub mod flag;
 pub mod idempotency;
 pub mod reaper;
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod problem;
 pub mod reload;
 pub mod routes;
+pub mod secret;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -155,7 +155,15 @@ impl NatsNames {
             format!("--nats-status-subject={}", self.status_subject()),
             format!("--shadow-subject={}", self.shadow_subject()),
             format!("--nats-status-consumer={}-status", self.prefix),
+            // Never the default shadow stream name on a shared server.
+            format!("--nats-shadow-stream={}", self.shadow_stream()),
         ]
+    }
+
+    /// This test's shadow stream (created only when the live stream does
+    /// not capture the shadow subject).
+    pub fn shadow_stream(&self) -> String {
+        format!("{}_SHADOW", self.stream)
     }
 }
 
@@ -169,6 +177,9 @@ pub struct Options {
     pub submit_disabled: bool,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Leave out the default `--jwt-hs256-secret`/`--shadow-secret` (a test
+    /// that passes secrets its own way, e.g. from files).
+    pub no_default_secrets: bool,
 }
 
 /// A running orchestrator process.
@@ -210,22 +221,51 @@ impl TestApp {
         Self::spawn_in(options, dir).await
     }
 
-    /// Starts the binary in `dir` (SQLite file and events file live there).
-    pub async fn spawn_in(options: Options, dir: tempfile::TempDir) -> Self {
+    /// Starts the binary expecting it to refuse to start: waits (30 s at
+    /// most) for it to exit non-zero and returns the `error` field of its
+    /// `start-up failed` line.
+    pub async fn start_failure(options: Options) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = tokio::time::timeout(
+            Duration::from_secs(30),
+            Self::command(&options, dir.path()).output(),
+        )
+        .await
+        .expect("the orchestrator exits within 30 s")
+        .expect("run orchestrator");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !output.status.success(),
+            "expected a refusal to start; it exited {}:\n{stdout}",
+            output.status
+        );
+        for line in stdout.lines() {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+            if v["message"] == "start-up failed" {
+                return v["error"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+        panic!("no `start-up failed` line:\n{stdout}");
+    }
+
+    /// The command line [`TestApp::spawn_in`] runs.
+    fn command(options: &Options, dir: &std::path::Path) -> Command {
         let mut cmd = Command::new(binary("orchestrator"));
-        cmd.current_dir(dir.path())
+        cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .args([
-                "--listen=127.0.0.1:0",
-                "--admin-listen=127.0.0.1:0",
-                &format!("--jwt-hs256-secret={SECRET}"),
-                &format!("--shadow-secret={SHADOW_SECRET}"),
-            ])
+            .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        if !options.no_default_secrets {
+            cmd.args([
+                format!("--jwt-hs256-secret={SECRET}"),
+                format!("--shadow-secret={SHADOW_SECRET}"),
+            ]);
+        }
         if !options.submit_disabled {
             cmd.arg("--submit-api-enabled");
         }
@@ -242,7 +282,14 @@ impl TestApp {
         for (k, v) in &options.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn orchestrator");
+        cmd
+    }
+
+    /// Starts the binary in `dir` (SQLite file and events file live there).
+    pub async fn spawn_in(options: Options, dir: tempfile::TempDir) -> Self {
+        let mut child = Self::command(&options, dir.path())
+            .spawn()
+            .expect("spawn orchestrator");
         let stdout = child.stdout.take().expect("piped stdout");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -305,9 +305,11 @@ const FORBIDDEN_LABELS: &[&str] = &[
 // ---------------------------------------------------------------------------
 // The catalogue against a real scrape.
 
-/// NATS arguments with the shadow subject outside the test's stream, so
-/// shadow events fail to publish (`no responders`) and the failure family
-/// appears, while live events publish normally.
+/// NATS arguments with the shadow subject outside the test's stream, in a
+/// shadow stream of its own that [`unstream_shadow`] deletes once the
+/// orchestrator has started, so shadow events fail to publish (`no
+/// responders`) and the failure family appears, while live events publish
+/// normally.
 fn nats_args_with_unstreamed_shadow(nats: &NatsNames) -> Vec<String> {
     vec![
         format!("--nats-url={}", nats.url),
@@ -318,7 +320,15 @@ fn nats_args_with_unstreamed_shadow(nats: &NatsNames) -> Vec<String> {
         format!("--nats-status-subject={}", nats.status_subject()),
         format!("--nats-status-consumer={}-status", nats.prefix),
         format!("--shadow-subject=unstreamed.{}.shadow", nats.prefix),
+        format!("--nats-shadow-stream={}", nats.shadow_stream()),
     ]
+}
+
+/// Deletes the shadow stream the orchestrator created at start-up.
+async fn unstream_shadow(nats: &NatsNames) {
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream(nats.shadow_stream()).await.unwrap();
 }
 
 #[tokio::test]
@@ -333,6 +343,7 @@ async fn the_catalogue_matches_what_is_emitted() {
         ..Options::default()
     })
     .await;
+    unstream_shadow(&nats).await;
 
     // Traffic that touches every family.
     let readyz = app

@@ -29,6 +29,59 @@ pub const OUTBOX_CHANNEL: &str = "orch_outbox";
 /// answered `409`.
 const KEY_LOCK_TIMEOUT: &str = "2s";
 
+/// The connection options: `DATABASE_URL` (libpq's URL parameters apply),
+/// then the explicit settings on top: `DATABASE_PASSWORD`,
+/// `DATABASE_SSLMODE`, `DATABASE_SSL_ROOT_CERT`, `DATABASE_SSL_CERT`/`KEY`.
+/// TLS is rustls with the ring provider (one TLS stack in the process);
+/// without a root certificate, `verify-ca`/`verify-full` check against the
+/// system's roots.
+pub fn connect_options(config: &crate::config::DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
+    use sqlx::postgres::PgSslMode;
+    let url = config.url.as_ref().map(|u| u.expose()).unwrap_or_default();
+    let mut options: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| anyhow::anyhow!("DATABASE_URL is not a Postgres URL: {e}"))?;
+    if let Some(password) = &config.password {
+        options = options.password(password.expose());
+    }
+    if let Some(mode) = &config.sslmode {
+        let mode: PgSslMode = mode
+            .parse()
+            .map_err(|_| anyhow::anyhow!("DATABASE_SSLMODE {mode:?} is not an sslmode"))?;
+        options = options.ssl_mode(mode);
+    }
+    let readable = |name: &str, path: &std::path::Path| {
+        std::fs::metadata(path)
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{name} {}: {e}", path.display()))
+    };
+    if let Some(ca) = &config.ssl_root_cert {
+        readable("DATABASE_SSL_ROOT_CERT", ca)?;
+        options = options.ssl_root_cert(ca);
+    }
+    if let (Some(cert), Some(key)) = (&config.ssl_cert, &config.ssl_key) {
+        readable("DATABASE_SSL_CERT", cert)?;
+        readable("DATABASE_SSL_KEY", key)?;
+        options = options.ssl_client_cert(cert).ssl_client_key(key);
+    }
+    Ok(options)
+}
+
+/// A connection error with its causes (sqlx's TLS errors keep rustls's
+/// reason, e.g. `invalid peer certificate: UnknownIssuer`, in the source).
+fn describe(e: &sqlx::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
+}
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -50,11 +103,10 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(
-        url: &str,
+        options: PgConnectOptions,
         max_connections: u32,
         group_commit: GroupCommit,
     ) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = url.parse()?;
         let options = options.options([
             ("lock_timeout", KEY_LOCK_TIMEOUT),
             ("statement_timeout", "15s"),
@@ -68,7 +120,8 @@ impl PgStore {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect: {}", describe(&e)))?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         let alone = Self {
             pool,
@@ -455,6 +508,28 @@ impl PgStore {
                  LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
         .persistent(false)
+        .bind(before)
+        .bind(batch)
+        .execute(&self.bookkeeping)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Uses the `outbox_pending` partial index: only unpublished rows.
+    pub async fn reap_unpublished(
+        &self,
+        subject: &str,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM orch.outbox WHERE id IN (
+                SELECT id FROM orch.outbox
+                 WHERE published_at IS NULL AND subject = $1 AND created_at < $2
+                 LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .persistent(false)
+        .bind(subject)
         .bind(before)
         .bind(batch)
         .execute(&self.bookkeeping)

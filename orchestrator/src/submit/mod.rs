@@ -87,7 +87,10 @@ impl FromRequestParts<AppState> for SubmitContext {
         if let Some(slot) = parts.extensions.get::<crate::correlation::TenantSlot>() {
             let _ = slot.0.set(principal.tenant.as_str().to_owned());
         }
-        let shadow = crate::shadow::classify(&parts.headers, app.config.shadow_secret.as_deref())?;
+        let shadow = crate::shadow::classify(
+            &parts.headers,
+            app.config.shadow.secret.as_ref().map(|s| s.expose()),
+        )?;
         let idempotency_key = match parts.headers.get_all("idempotency-key").iter().count() {
             0 => None,
             1 => {
