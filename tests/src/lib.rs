@@ -15,6 +15,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod tls;
+
 /// HS256 secret every spawned orchestrator trusts.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// Shadow credential every spawned orchestrator accepts.
@@ -31,6 +33,14 @@ pub fn redis_url() -> String {
 
 pub fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A free TCP port on loopback (for servers that take a port number).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A short random id for names.
@@ -310,10 +320,14 @@ impl TestApp {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        let (api, admin) = tokio::time::timeout(Duration::from_secs(30), rx)
+        let started = tokio::time::timeout(Duration::from_secs(30), rx)
             .await
-            .expect("orchestrator did not report its address within 30 s")
-            .expect("orchestrator exited before listening");
+            .expect("orchestrator did not report its address within 30 s");
+        let Ok((api, admin)) = started else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let lines = logs.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+            panic!("orchestrator exited before listening:\n{lines}");
+        };
         Self {
             api: format!("http://{api}"),
             admin: format!("http://{admin}"),
@@ -618,25 +632,96 @@ impl PrivatePostgres {
             .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).max())
             .expect("PostgreSQL server binaries under /usr/lib/postgresql");
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let pg = Self { port, dir, bin };
+        pg.init();
+        pg.resume();
+        pg
+    }
+
+    fn init(&self) {
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(self.dir.path())
+            .status();
+        let ok = self
+            .run(&format!(
+                "{}/initdb -D {} -U postgres --auth=trust -N >/dev/null",
+                self.bin.display(),
+                self.data()
+            ))
+            .success();
+        assert!(ok, "initdb failed");
+    }
+
+    /// A cluster with `ssl = on` (the PKI's `localhost` certificate, client
+    /// certificates checked against its CA) whose `pg_hba.conf` allows TCP
+    /// only over TLS: `hostssl` with scram-sha-256 for `orch` (database
+    /// `orch`, password `password`) and `cert` for `certuser` (database
+    /// `certdb`). The superuser logs in over the private Unix socket only.
+    pub async fn start_tls(pki: &tls::Pki, password: &str) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).max())
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql");
+        let pg = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            bin,
+        };
+        pg.init();
+        let data = pg.dir.path().join("data");
+        for (from, to) in [
+            (&pki.server_cert, "server.crt"),
+            (&pki.server_key, "server.key"),
+            (&pki.ca, "root.crt"),
+        ] {
+            tls::write_private(&data.join(to), &std::fs::read(from).expect("PEM"));
+        }
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local   all  postgres                 trust\n\
+             hostssl orch orch      127.0.0.1/32  scram-sha-256\n\
+             hostssl orch orch      ::1/128       scram-sha-256\n\
+             hostssl certdb certuser 127.0.0.1/32 cert\n\
+             hostssl certdb certuser ::1/128      cert\n",
+        )
+        .expect("pg_hba.conf");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        std::io::Write::write_all(
+            &mut conf,
+            b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\npassword_encryption = 'scram-sha-256'\n",
+        )
+        .expect("postgresql.conf");
         let _ = std::process::Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(pg.dir.path())
             .status();
-        let data = pg.data();
-        let ok = pg
+        pg.resume();
+        for sql in [
+            format!("CREATE ROLE orch LOGIN PASSWORD '{password}'"),
+            "CREATE DATABASE orch OWNER orch".to_owned(),
+            "CREATE ROLE certuser LOGIN".to_owned(),
+            "CREATE DATABASE certdb OWNER certuser".to_owned(),
+        ] {
+            pg.psql(&sql);
+        }
+        pg
+    }
+
+    /// Runs SQL as the superuser over the cluster's own Unix socket.
+    pub fn psql(&self, sql: &str) {
+        let ok = self
             .run(&format!(
-                "{}/initdb -D {data} -U postgres --auth=trust -N >/dev/null",
-                pg.bin.display()
+                "psql -qX -v ON_ERROR_STOP=1 -h {} -p {} -U postgres -d postgres -c \"{sql}\" >/dev/null",
+                self.dir.path().display(),
+                self.port
             ))
             .success();
-        assert!(ok, "initdb failed");
-        pg.resume();
-        pg
+        assert!(ok, "psql {sql:?} failed");
     }
 
     fn data(&self) -> String {

@@ -14,7 +14,10 @@ use integration_tests::{
 use reqwest::{Method, StatusCode};
 
 async fn on_defaults(nats: &PrivateNats, extra: &[&str]) -> TestApp {
-    let mut args = vec![format!("--nats-url={}", nats.url()), "--nats-create-stream".into()];
+    let mut args = vec![
+        format!("--nats-url={}", nats.url()),
+        "--nats-create-stream".into(),
+    ];
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     TestApp::spawn(Options {
         args,
@@ -51,7 +54,10 @@ async fn on_the_defaults_live_and_shadow_events_both_publish_each_to_its_own_str
     send_shadow(&app, "shadow").await;
 
     let shadow_published = eventually(Duration::from_secs(10), || async {
-        (app.metric("orchestrator_published_total{kind=\"shadow\"}").await >= 1.0).then_some(())
+        (app.metric("orchestrator_published_total{kind=\"shadow\"}")
+            .await
+            >= 1.0)
+            .then_some(())
     })
     .await;
     assert!(
@@ -95,7 +101,8 @@ async fn a_stream_that_misses_the_shadow_subject_stops_the_start_naming_it() {
     .await;
     assert!(error.contains("nats (NATS_URL)"), "{error}");
     assert!(
-        error.contains("SHADOW_SUBJECT \"shadow.sms.outbound.request\"") && error.contains("SMS_SHADOW"),
+        error.contains("SHADOW_SUBJECT \"shadow.sms.outbound.request\"")
+            && error.contains("SMS_SHADOW"),
         "names the uncaptured subject and the stream to create: {error}"
     );
 }
@@ -103,17 +110,17 @@ async fn a_stream_that_misses_the_shadow_subject_stops_the_start_naming_it() {
 #[tokio::test]
 async fn a_failing_shadow_lane_never_delays_live_events_and_its_rows_are_reaped() {
     let nats = PrivateNats::start().await;
-    let app = on_defaults(
-        &nats,
-        &["--shadow-retention=2s", "--reaper-interval=200ms"],
-    )
-    .await;
+    let app = on_defaults(&nats, &["--shadow-retention=2s", "--reaper-interval=200ms"]).await;
     // The shadow stream goes away (deleted, or its account out of storage):
     // every shadow publish now fails. (Releases before the fix never made
     // it: there the default layout alone failed every shadow publish.)
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let _ = js.delete_stream("SMS_SHADOW").await;
-    assert!(js.stream_by_subject("shadow.sms.outbound.request").await.is_err());
+    assert!(
+        js.stream_by_subject("shadow.sms.outbound.request")
+            .await
+            .is_err()
+    );
 
     let mut worst = Duration::ZERO;
     let mut shadow_sent = 0;

@@ -67,6 +67,37 @@ pub fn connect_options(config: &crate::config::DatabaseConfig) -> anyhow::Result
     Ok(options)
 }
 
+/// Applies the migrations, bookkept in `orch._sqlx_migrations`.
+///
+/// sqlx's default, an unqualified `_sqlx_migrations`, lands in the first
+/// schema of the `search_path` (`"$user", public`). With a database role
+/// named `orch`, as production's is, `"$user"` is the schema the first
+/// migration creates: the first start books it in `public`, the second
+/// looks in `orch`, finds nothing and re-applies everything ("relation
+/// messages already exists"). Everything the orchestrator owns lives in
+/// schema `orch`, its bookkeeping included; a table left in `public` by an
+/// earlier release is moved there once.
+async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    let legacy: Option<String> = sqlx::query_scalar(
+        "SELECT to_regclass('public._sqlx_migrations')::text
+          WHERE to_regclass('orch._sqlx_migrations') IS NULL
+            AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'orch')",
+    )
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    if legacy.is_some() {
+        sqlx::raw_sql("ALTER TABLE public._sqlx_migrations SET SCHEMA orch")
+            .execute(pool)
+            .await?;
+    }
+    let mut migrator = sqlx::migrate!("../migrations/postgres");
+    migrator.create_schema("orch");
+    migrator.dangerous_set_table_name("orch._sqlx_migrations");
+    migrator.run(pool).await?;
+    Ok(())
+}
+
 /// A connection error with its causes (sqlx's TLS errors keep rustls's
 /// reason, e.g. `invalid peer certificate: UnknownIssuer`, in the source).
 fn describe(e: &sqlx::Error) -> String {
@@ -122,7 +153,7 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect: {}", describe(&e)))?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        migrate(&pool).await?;
         let alone = Self {
             pool,
             bookkeeping,
