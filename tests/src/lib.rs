@@ -4,7 +4,11 @@
 //!
 //! Service addresses come from `TEST_DATABASE_URL`, `TEST_REDIS_URL` and
 //! `TEST_NATS_URL` (defaults: the machine's services on their usual ports).
-//! The project's test command makes sure they answer before any test runs.
+//! The project's test command makes sure they answer before any test runs;
+//! the database default is the role and database that
+//! `scripts/pg-test-role.sh` makes (it runs as part of the test command):
+//! role `orch_test` with CREATEDB and a password, since a stock cluster
+//! allows no password-less TCP login.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -24,7 +28,7 @@ pub const SHADOW_SECRET: &str = "integration-shadow-credential";
 
 pub fn postgres_admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+        .unwrap_or_else(|_| "postgres://orch_test:orch_test@127.0.0.1:5432/orch_test".into())
 }
 
 pub fn redis_url() -> String {
@@ -637,6 +641,28 @@ impl PrivatePostgres {
         pg.init();
         pg.resume();
         pg
+    }
+
+    /// A cluster authenticated as a stock Debian install is: `peer` on the
+    /// Unix socket, `scram-sha-256` over TCP, no `test` database.
+    pub async fn start_stock() -> Self {
+        let pg = Self::start().await;
+        std::fs::write(
+            pg.dir.path().join("data/pg_hba.conf"),
+            "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+        )
+        .expect("pg_hba.conf");
+        pg.run(&format!(
+            "{}/pg_ctl -D {} reload >/dev/null",
+            pg.bin.display(),
+            pg.data()
+        ));
+        pg
+    }
+
+    /// The directory of the cluster's Unix socket (for `PGHOST`).
+    pub fn socket_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     fn init(&self) {
