@@ -181,19 +181,84 @@ impl TlsNats {
     pub const USER: &'static str = "orch";
 
     pub async fn start(pki: &Pki, password: &str) -> Self {
+        let nkey = nkeys::KeyPair::new_user();
+        let authorization = format!(
+            "authorization {{\n  users: [\n    {{ nkey: \"{}\" }}\n    {{ user: \"{}\", password: \"{password}\" }}\n  ]\n}}\n",
+            nkey.public_key(),
+            Self::USER,
+        );
+        Self::start_with(pki, &authorization, nkey.seed().expect("seed")).await
+    }
+
+    /// Token authentication (a server takes a token or users, not both).
+    pub async fn start_with_token(pki: &Pki, token: &str) -> Self {
+        Self::start_with(
+            pki,
+            &format!("authorization {{\n  token: \"{token}\"\n}}\n"),
+            String::new(),
+        )
+        .await
+    }
+
+    /// Decentralised (operator) authentication: an operator, an account
+    /// with JetStream, a user; the user's `.creds` file is written to
+    /// `creds` (a wrong one, signed by a stranger account, to `stranger`).
+    pub async fn start_operator(pki: &Pki, creds: &Path, stranger: &Path) -> Self {
+        let operator = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        let user = nkeys::KeyPair::new_user();
+        let operator_jwt = nats_jwt(
+            &operator,
+            &operator.public_key(),
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let account_jwt = nats_jwt(
+            &operator,
+            &account.public_key(),
+            serde_json::json!({
+                "type": "account", "version": 2,
+                "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                           "wildcards": true, "conn": -1, "leaf": -1,
+                           "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1},
+                "default_permissions": {"pub": {}, "sub": {}}
+            }),
+        );
+        let user_claims = serde_json::json!({
+            "type": "user", "version": 2, "pub": {}, "sub": {},
+            "subs": -1, "data": -1, "payload": -1
+        });
+        let user_jwt = nats_jwt(&account, &user.public_key(), user_claims.clone());
+        write_creds(creds, &user_jwt, &user.seed().expect("seed"));
+        let other_account = nkeys::KeyPair::new_account();
+        let other_user = nkeys::KeyPair::new_user();
+        let other_jwt = nats_jwt(&other_account, &other_user.public_key(), user_claims);
+        write_creds(stranger, &other_jwt, &other_user.seed().expect("seed"));
+        // JetStream needs a system account in operator mode.
+        let system = nkeys::KeyPair::new_account();
+        let system_jwt = nats_jwt(
+            &operator,
+            &system.public_key(),
+            serde_json::json!({"type": "account", "version": 2, "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1}}),
+        );
+        let authorization = format!(
+            "operator: \"{operator_jwt}\"\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{account_jwt}\"\n  {}: \"{system_jwt}\"\n}}\n",
+            system.public_key(),
+            account.public_key(),
+            system.public_key(),
+        );
+        Self::start_with(pki, &authorization, String::new()).await
+    }
+
+    async fn start_with(pki: &Pki, authorization: &str, nkey_seed: String) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let nkey = nkeys::KeyPair::new_user();
         let conf = format!(
             "listen: \"127.0.0.1:{port}\"\n\
              tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 2\n}}\n\
-             jetstream {{\n  store_dir: \"{}\"\n}}\n\
-             authorization {{\n  users: [\n    {{ nkey: \"{}\" }}\n    {{ user: \"{}\", password: \"{password}\" }}\n  ]\n}}\n",
+             jetstream {{\n  store_dir: \"{}\"\n}}\n{authorization}",
             pki.server_cert.display(),
             pki.server_key.display(),
             dir.path().join("js").display(),
-            nkey.public_key(),
-            Self::USER,
         );
         let path = dir.path().join("nats.conf");
         std::fs::write(&path, conf).expect("write nats.conf");
@@ -214,7 +279,7 @@ impl TlsNats {
         assert!(up.is_some(), "nats-server with TLS did not start");
         Self {
             port,
-            nkey_seed: nkey.seed().expect("seed"),
+            nkey_seed,
             _dir: dir,
             child,
         }
@@ -226,6 +291,40 @@ impl Drop for TlsNats {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A NATS JWT (`ed25519-nkey`) for `subject`, signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        "iat": iat,
+        "iss": issuer.public_key(),
+        "name": "orchestrator-tests",
+        "sub": subject,
+        "nats": nats,
+    });
+    let body = b64(claims.to_string().as_bytes());
+    let signature = issuer
+        .sign(format!("{header}.{body}").as_bytes())
+        .expect("sign");
+    format!("{header}.{body}.{}", b64(&signature))
+}
+
+fn write_creds(path: &Path, jwt: &str, seed: &str) {
+    let text = format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    write_private(path, text.as_bytes());
 }
 
 /// An https server on `localhost` that answers every request with `body`

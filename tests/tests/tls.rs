@@ -301,6 +301,80 @@ async fn nats_over_tls_with_an_nkey_or_a_password() {
 }
 
 #[tokio::test]
+async fn nats_over_tls_with_a_token() {
+    const TOKEN: &str = "nats-token-5e1f0a7c";
+    let pki = Pki::new();
+    let nats = TlsNats::start_with_token(&pki, TOKEN).await;
+    let token_file = pki.secret_file("nats-token", &format!("{TOKEN}\n"));
+    let with = |token: String| {
+        vec![
+            format!("--nats-url=tls://localhost:{}", nats.port),
+            format!("--nats-ca-file={}", pki.ca.display()),
+            "--nats-create-stream".into(),
+            token,
+        ]
+    };
+    let app = serves(
+        args(&with(format!("--nats-token-file={}", token_file.display()))),
+        &[TOKEN],
+    )
+    .await;
+    let published = eventually(Duration::from_secs(10), || async {
+        (app.metric("orchestrator_published_total{kind=\"real\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(published.is_some(), "published with the token");
+    refused(
+        args(&with("--nats-token=not-the-token".into())),
+        "nats (NATS_URL)",
+        &["authorization violation", "Authorization Violation"],
+        &["not-the-token"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn nats_over_tls_with_a_creds_file_in_operator_mode() {
+    let pki = Pki::new();
+    let creds = pki.dir.path().join("orch.creds");
+    let stranger = pki.dir.path().join("stranger.creds");
+    let nats = TlsNats::start_operator(&pki, &creds, &stranger).await;
+    let with = |file: &std::path::Path| {
+        vec![
+            format!("--nats-url=tls://localhost:{}", nats.port),
+            format!("--nats-ca-file={}", pki.ca.display()),
+            "--nats-create-stream".into(),
+            format!("--nats-creds-file={}", file.display()),
+        ]
+    };
+    let seed = std::fs::read_to_string(&creds).unwrap();
+    let seed = seed
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .expect("a seed in the creds file")
+        .to_owned();
+    let app = serves(args(&with(&creds)), &[seed.as_str()]).await;
+    let published = eventually(Duration::from_secs(10), || async {
+        (app.metric("orchestrator_published_total{kind=\"real\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(published.is_some(), "published with the creds file");
+    refused(
+        args(&with(&stranger)),
+        "nats (NATS_URL)",
+        &["authorization violation", "Authorization Violation"],
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn the_jwks_over_https_with_a_private_ca() {
     use jwt_simple::prelude::*;
     let pki = Pki::new();
