@@ -526,10 +526,11 @@ pub struct PrivateNats {
 
 impl PrivateNats {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        Self::start_on(free_port()).await
+    }
+
+    /// On a given port (a test that starts a client before its server).
+    pub async fn start_on(port: u16) -> Self {
         let mut nats = Self {
             port,
             dir: tempfile::tempdir().expect("temp dir"),

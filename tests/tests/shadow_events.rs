@@ -168,3 +168,26 @@ async fn a_failing_shadow_lane_never_delays_live_events_and_its_rows_are_reaped(
         "the {shadow_sent} unpublished shadow rows are reaped after SHADOW_RETENTION"
     );
 }
+
+#[tokio::test]
+async fn a_nats_outage_at_start_up_only_delays_publishing() {
+    let port = integration_tests::free_port();
+    let app = TestApp::spawn(Options {
+        args: vec![
+            format!("--nats-url=nats://127.0.0.1:{port}"),
+            "--nats-create-stream".into(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let id = accepted_id(app.send(&send_body("before NATS is up"), None).await).await;
+    let nats = PrivateNats::start_on(port).await;
+    let published = eventually(Duration::from_secs(30), || async {
+        ids_in(&nats.url(), "SMS_OUTBOUND", "sms.outbound.request")
+            .await
+            .contains(&id)
+            .then_some(())
+    })
+    .await;
+    assert!(published.is_some(), "published once NATS answered");
+}
