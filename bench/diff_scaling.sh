@@ -31,7 +31,7 @@ RUNS=${RUNS:-3}                 # diff runs per size below 1M (median kept)
 NGINX=${NGINX:-/usr/sbin/nginx}
 PORT_BASE=${PORT_BASE:-18700}
 PORTS=($((PORT_BASE + 1)) $((PORT_BASE + 2)))
-export COMPARE_REDACT_KEY=bench-diff-scaling-key
+export DIFF_REDACTION_KEY=bench-diff-scaling-key
 
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time: apt-get install -y time" >&2; exit 1; }
 [ -x "$NGINX" ] || { echo "needs nginx at $NGINX (apt-get install -y nginx-light)" >&2; exit 1; }

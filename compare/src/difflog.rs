@@ -103,7 +103,9 @@ impl<W: Write> DiffLogWriter<W> {
 }
 
 /// Reads every record of a diff log. Blank lines are skipped; any other line
-/// that is not a record is an error naming the line.
+/// that is not a record is an error naming the line. Records written before
+/// rules were attributed are read as meant today
+/// ([`DiffRecord::upgrade_legacy`]).
 pub fn read_records(path: &Path) -> Result<Vec<DiffRecord>, DiffLogError> {
     RecordReader::open(path)?.collect()
 }
@@ -144,11 +146,16 @@ impl Iterator for RecordReader {
             let parsed = match self.lines.next_line()? {
                 Ok((line_no, line)) => match std::str::from_utf8(line) {
                     Ok(line) if line.trim().is_empty() => continue,
-                    Ok(line) => serde_json::from_str(line).map_err(|e| DiffLogError::Invalid {
-                        path: self.path.clone(),
-                        line: line_no,
-                        reason: e.to_string(),
-                    }),
+                    Ok(line) => serde_json::from_str::<DiffRecord>(line)
+                        .map(|mut record| {
+                            record.upgrade_legacy();
+                            record
+                        })
+                        .map_err(|e| DiffLogError::Invalid {
+                            path: self.path.clone(),
+                            line: line_no,
+                            reason: e.to_string(),
+                        }),
                     Err(e) => Err(io_error(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         e,

@@ -43,6 +43,6 @@ pub mod rules;
 pub use diff::{Differ, KeepRequest};
 pub use difflog::{DiffLogWriter, Redaction};
 pub use exchange::{Exchange, RecordedRequest, RecordedResponse};
-pub use record::{BodyDiff, DiffKind, DiffRecord, HeaderDiff, Verdict};
+pub use record::{BodyDiff, Category, DiffKind, DiffRecord, HeaderDiff, Verdict};
 pub use redact::Redactor;
 pub use rules::Rules;

@@ -7,13 +7,18 @@
 //!   (a real regression rarely hits every single exchange with a different
 //!   value each time), **and**
 //! - in at least `min_generated` of those, both sides' values look
-//!   generated: ids (UUID, ULID, ObjectId, long hex, prefixed), RFC 3339
-//!   timestamps within a few minutes of each other, or integers that grow
-//!   monotonically on both sides (counters, epoch times).
+//!   generated **in the same format**: ids of one format (two ObjectIds,
+//!   two UUIDv7s), RFC 3339 timestamps of one layout within a few minutes
+//!   of each other, or integers that grow monotonically on both sides
+//!   (counters, epoch times).
 //!
 //! A field that differs everywhere but holds ordinary values (`"queued"` vs
 //! `"accepted"`, a different segment count) is a real difference and is
-//! never proposed. Each proposal carries its evidence; `--accept` appends it
+//! never proposed; neither are ids or timestamps whose format differs
+//! between the sides (an ObjectId against a UUIDv7): that is a change a
+//! client could notice, not noise. Headers are proposed as normalisers
+//! (`ids = true`, or the digits replaced), never ignored: their presence
+//! still counts. Each proposal carries its evidence; `--accept` appends it
 //! to the rules file with `toml_edit`, keeping comments and layout.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +34,7 @@ use crate::record::{DiffKind, DiffRecord};
 use crate::redact::HASH_PREFIX;
 use crate::rules::Rules;
 use crate::rules::pointer::generalise;
-use crate::rules::shape::{Generated, classify, parse_timestamp};
+use crate::rules::shape::{Generated, classify, id_format, parse_timestamp, timestamp_format};
 
 /// Thresholds for proposing a path.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -66,8 +71,11 @@ pub enum ProposedRule {
     Timestamp { tolerance_secs: u64 },
     /// `ignore = [...]`: monotonic counters have no shape to check.
     Ignore,
-    /// `ignore_headers = [...]`.
-    IgnoreHeader,
+    /// `[[header_normalize]] ids = true`: a header holding generated ids.
+    HeaderIds,
+    /// `[[header_normalize]] replace` of the digits: a header holding a
+    /// counter.
+    HeaderNumber,
 }
 
 /// Why a path is proposed.
@@ -113,7 +121,10 @@ impl Proposal {
                 format!("shape = \"timestamp\", tolerance = \"{tolerance_secs}s\"")
             }
             ProposedRule::Ignore => "ignore".to_owned(),
-            ProposedRule::IgnoreHeader => "ignore_headers".to_owned(),
+            ProposedRule::HeaderIds => "header_normalize, ids = true".to_owned(),
+            ProposedRule::HeaderNumber => {
+                "header_normalize, replace = { pattern = '^[0-9]+$' }".to_owned()
+            }
         };
         format!(
             "{} {}: {rule} (differs in {}/{} = {:.1}%, both generated in {:.1}%; primary {}, candidate {})",
@@ -155,7 +166,11 @@ pub fn learn(records: &[DiffRecord], options: &NoiseOptions) -> Vec<Proposal> {
         let body = record
             .body
             .iter()
-            .filter(|d| d.noise.is_none() && matches!(d.kind, DiffKind::Changed | DiffKind::Type))
+            .filter(|d| {
+                d.noise.is_none()
+                    && d.accepted.is_none()
+                    && matches!(d.kind, DiffKind::Changed | DiffKind::Type)
+            })
             .map(|d| {
                 (
                     generalise(&d.pointer),
@@ -166,7 +181,7 @@ pub fn learn(records: &[DiffRecord], options: &NoiseOptions) -> Vec<Proposal> {
         let headers = record
             .headers
             .iter()
-            .filter(|d| d.noise.is_none() && d.kind == DiffKind::Changed)
+            .filter(|d| d.noise.is_none() && d.accepted.is_none() && d.kind == DiffKind::Changed)
             .map(|d| {
                 (
                     format!("header:{}", d.name),
@@ -248,8 +263,10 @@ fn evaluate(
         *primary_kinds.entry(p_label).or_insert(0) += 1;
         *candidate_kinds.entry(c_label).or_insert(0) += 1;
         match (p_kind, c_kind) {
-            (Some(p), Some(c)) if p.is_id() && c.is_id() => ids += 1,
-            (Some(Generated::Timestamp), Some(Generated::Timestamp)) => {
+            (Some(p), Some(c)) if p.is_id() && c.is_id() && same_format(o, id_format) => ids += 1,
+            (Some(Generated::Timestamp), Some(Generated::Timestamp))
+                if same_format(o, timestamp_format) =>
+            {
                 let gap = o
                     .primary
                     .as_ref()
@@ -279,7 +296,7 @@ fn evaluate(
     let is_header = path.starts_with("header:");
     let (rule, generated_rate, monotonic, max_gap_secs) = if share(ids) >= options.min_generated {
         let rule = if is_header {
-            ProposedRule::IgnoreHeader
+            ProposedRule::HeaderIds
         } else {
             ProposedRule::IdShape
         };
@@ -302,7 +319,7 @@ fn evaluate(
             return None;
         }
         let rule = if is_header {
-            ProposedRule::IgnoreHeader
+            ProposedRule::HeaderNumber
         } else {
             ProposedRule::Ignore
         };
@@ -336,6 +353,13 @@ fn evaluate(
             examples,
         },
     })
+}
+
+/// Whether both values of an observation are strings of one format (ids of
+/// one kind, timestamps of one layout): only then can they be value noise.
+fn same_format<F: PartialEq>(o: &Observation, format: fn(&str) -> Option<F>) -> bool {
+    let of = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).and_then(format);
+    matches!((of(&o.primary), of(&o.candidate)), (Some(a), Some(b)) if a == b)
 }
 
 /// Fraction of consecutive values that strictly increase.
@@ -418,9 +442,37 @@ pub fn accept(path: &Path, proposals: &[Proposal], today: &str) -> Result<usize,
                 }
             }
             ProposedRule::Ignore => push_unique(route, "ignore", &proposal.path, &shape_err)?,
-            ProposedRule::IgnoreHeader => {
+            ProposedRule::HeaderIds | ProposedRule::HeaderNumber => {
                 let name = proposal.path.trim_start_matches("header:");
-                push_unique(route, "ignore_headers", name, &shape_err)?
+                let normalizers = route
+                    .entry("header_normalize")
+                    .or_insert_with(|| Item::ArrayOfTables(Default::default()))
+                    .as_array_of_tables_mut()
+                    .ok_or_else(|| shape_err("`header_normalize` is not an array of tables"))?;
+                let exists = normalizers.iter().any(|t| {
+                    t.get("header")
+                        .and_then(Item::as_str)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(name))
+                });
+                if exists {
+                    false
+                } else {
+                    let mut table = Table::new();
+                    // header_normalize has no `note` key: the evidence
+                    // goes in a comment above the entry.
+                    table.decor_mut().set_prefix(format!("\n# {note}\n"));
+                    table.insert("header", value(name));
+                    if proposal.rule == ProposedRule::HeaderIds {
+                        table.insert("ids", value(true));
+                    } else {
+                        let mut replace = toml_edit::InlineTable::new();
+                        replace.insert("pattern", "^[0-9]+$".into());
+                        replace.insert("with", "<number>".into());
+                        table.insert("replace", value(replace));
+                    }
+                    normalizers.push(table);
+                    true
+                }
             }
         };
         if changed {

@@ -10,7 +10,9 @@
 //!   digit runs inside strings are hashed in place.
 //! - Credentials (`Authorization`, cookies, API keys, tokens, the shadow
 //!   credential) are dropped, never hashed: a hash of a token is still a
-//!   token oracle.
+//!   token oracle. In a request snapshot the header stays, with the value
+//!   `[dropped]` (an `Authorization` scheme is kept: `Bearer [dropped]`),
+//!   so "copy as curl" knows the request carried it and asks for one.
 //!
 //! Redaction is on by default everywhere the CLI writes; only `--no-redact`
 //! turns it off.
@@ -26,6 +28,82 @@ use crate::record::{DiffRecord, RequestSnapshot};
 use crate::rules::HeaderMatcher;
 use crate::rules::file::RedactSpec;
 use crate::rules::pointer::{OwnedPath, PathSeg, PointerPattern};
+
+/// The environment variable holding the HMAC key, under the same name for
+/// every tool that writes or reads hashed values (`mirror-proxy`'s diff
+/// log, `compare replay`/`events`/`report`): one exported key makes their
+/// hashes comparable.
+pub const REDACTION_KEY_ENV: &str = "DIFF_REDACTION_KEY";
+
+/// The names the key had before it had one name: `mirror-proxy` read
+/// `MIRROR_REDACTION_KEY`, `compare` read `COMPARE_REDACT_KEY`. Both tools
+/// still read both (their own first), with a deprecation warning, so no
+/// deployment silently falls back to a random key.
+pub const DEPRECATED_REDACTION_KEY_ENVS: [&str; 2] = ["MIRROR_REDACTION_KEY", "COMPARE_REDACT_KEY"];
+
+/// The redaction key a tool should use, and what to warn about.
+#[derive(Clone, Default)]
+pub struct KeyResolution {
+    /// `None`: no key anywhere; the caller uses a random one (and says so).
+    pub key: Option<String>,
+    /// Where it came from: `explicit` (the flag, `DIFF_REDACTION_KEY`, a
+    /// configured variable) or a deprecated variable's name.
+    pub source: Option<String>,
+    /// Deprecation and conflict warnings, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for KeyResolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("KeyResolution")
+            .field("key", &self.key.as_ref().map(|_| "[hidden]"))
+            .field("source", &self.source)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
+}
+
+/// Resolves the redaction key: `explicit` (a flag, or [`REDACTION_KEY_ENV`]
+/// read by the caller's argument parser) wins; else the first of
+/// `deprecated` (a tool passes its own old name first) that `env` finds,
+/// with a warning to rename it. A deprecated variable set next to the key
+/// in use is named in a warning too, louder when its value differs (hashes
+/// would not compare across tools). Empty values count as unset.
+pub fn resolve_redaction_key(
+    explicit: Option<String>,
+    deprecated: &[&str],
+    env: impl Fn(&str) -> Option<String>,
+) -> KeyResolution {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let explicit = explicit.filter(|v| !v.is_empty());
+    let mut out = KeyResolution::default();
+    let mut chosen: Option<(String, String)> = explicit.map(|k| ("explicit".to_owned(), k));
+    for name in deprecated {
+        let Some(value) = set(name) else { continue };
+        match &chosen {
+            None => {
+                out.warnings.push(format!(
+                    "{name} is deprecated: rename it to {REDACTION_KEY_ENV}, the name both mirror-proxy and compare read"
+                ));
+                chosen = Some(((*name).to_owned(), value));
+            }
+            Some((source, key)) if *key == value => out.warnings.push(format!(
+                "{name} is deprecated and no longer needed: remove it ({} already holds the same key)",
+                if source == "explicit" { REDACTION_KEY_ENV } else { source.as_str() }
+            )),
+            Some((source, _)) => out.warnings.push(format!(
+                "{name} is deprecated and ignored, and differs from the key in use ({}): hashes written under it will not match; unset it",
+                if source == "explicit" { REDACTION_KEY_ENV } else { source.as_str() }
+            )),
+        }
+    }
+    if let Some((source, key)) = chosen {
+        out.source = Some(source);
+        out.key = Some(key);
+    }
+    out
+}
 
 /// Prefix of every hashed value; values that already carry it are left as
 /// they are, so redacting twice changes nothing.
@@ -282,12 +360,16 @@ impl Redactor {
         }
     }
 
-    /// Header pairs as they may be written: credentials dropped, phone
-    /// numbers in values hashed.
-    pub fn redact_header_pairs(&self, headers: &mut Vec<(String, String)>) {
-        headers.retain(|(name, _)| !self.drops_header(name));
-        for (_, value) in headers.iter_mut() {
-            *value = self.redact_text(value);
+    /// Header pairs as they may be written: credential values replaced by
+    /// [`DROPPED`] (see [`dropped_credential`]), phone numbers in other
+    /// values hashed.
+    pub fn redact_header_pairs(&self, headers: &mut [(String, String)]) {
+        for (name, value) in headers.iter_mut() {
+            *value = if self.drops_header(name) {
+                dropped_credential(name, value)
+            } else {
+                self.redact_text(value)
+            };
         }
     }
 
@@ -337,6 +419,49 @@ impl Redactor {
             *error = self.redact_text(error);
         }
         record.redacted = true;
+    }
+}
+
+/// Authentication schemes kept in front of a dropped credential. A fixed
+/// list, so that a value that merely looks like `<word> <secret>` never
+/// leaks its first word.
+const AUTH_SCHEMES: &[&str] = &[
+    "Basic",
+    "Bearer",
+    "Digest",
+    "DPoP",
+    "HOBA",
+    "Mutual",
+    "Negotiate",
+    "NTLM",
+    "OAuth",
+    "Token",
+    "ApiKey",
+];
+
+/// What a credential header's value becomes: [`DROPPED`], after the
+/// authentication scheme for `Authorization`/`Proxy-Authorization`
+/// (`Bearer [dropped]`): the scheme is not secret, and a reproduction
+/// needs it.
+pub fn dropped_credential(name: &str, value: &str) -> String {
+    let scheme = if name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization")
+    {
+        value
+            .trim()
+            .split_once(' ')
+            .map(|(scheme, _)| scheme)
+            .filter(|s| {
+                AUTH_SCHEMES
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(s))
+            })
+    } else {
+        None
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme} {DROPPED}"),
+        None => DROPPED.to_owned(),
     }
 }
 
@@ -426,6 +551,55 @@ mod tests {
         assert!(!s.contains("447700900123") && !s.contains("hello"), "{s}");
     }
 
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    const MIRROR_FIRST: [&str; 2] = ["MIRROR_REDACTION_KEY", "COMPARE_REDACT_KEY"];
+
+    #[test]
+    fn the_one_key_name_wins_without_warnings() {
+        let r = resolve_redaction_key(Some("k".into()), &MIRROR_FIRST, env(&[]));
+        assert_eq!((r.key.as_deref(), r.warnings.len()), (Some("k"), 0));
+    }
+
+    #[test]
+    fn either_old_name_still_works_in_either_tool_with_a_warning() {
+        for old in ["MIRROR_REDACTION_KEY", "COMPARE_REDACT_KEY"] {
+            let vars = [(old, "old-key")];
+            let r = resolve_redaction_key(None, &MIRROR_FIRST, env(&vars));
+            assert_eq!(r.key.as_deref(), Some("old-key"), "{old}");
+            assert_eq!(r.source.as_deref(), Some(old));
+            assert!(
+                r.warnings.len() == 1
+                    && r.warnings[0].contains(old)
+                    && r.warnings[0].contains("DIFF_REDACTION_KEY"),
+                "{:?}",
+                r.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn an_old_name_next_to_the_new_one_is_named_and_a_conflict_is_loud() {
+        let vars = [("COMPARE_REDACT_KEY", "other")];
+        let r = resolve_redaction_key(Some("k".into()), &MIRROR_FIRST, env(&vars));
+        assert_eq!(r.key.as_deref(), Some("k"));
+        assert!(r.warnings[0].contains("differs"), "{:?}", r.warnings);
+        let vars = [("MIRROR_REDACTION_KEY", "a"), ("COMPARE_REDACT_KEY", "b")];
+        let r = resolve_redaction_key(None, &MIRROR_FIRST, env(&vars));
+        assert_eq!(r.key.as_deref(), Some("a"), "the tool's own old name first");
+        assert_eq!(r.warnings.len(), 2);
+        let r = resolve_redaction_key(Some(String::new()), &MIRROR_FIRST, env(&[]));
+        assert!(r.key.is_none(), "empty is unset");
+        let r = resolve_redaction_key(Some("s3cret".into()), &MIRROR_FIRST, env(&[]));
+        assert!(!format!("{r:?}").contains("s3cret"));
+    }
+
     #[test]
     fn the_infallible_mac_equals_the_standard_one() {
         for key in [&b""[..], b"short", &[7u8; 64][..], &[9u8; 100][..]] {
@@ -449,7 +623,16 @@ mod tests {
         red.redact_header_pairs(&mut headers);
         assert_eq!(
             headers,
-            vec![("content-type".to_owned(), "application/json".to_owned())]
+            vec![
+                ("Authorization".to_owned(), "Bearer [dropped]".to_owned()),
+                ("X-Shadow-Credential".to_owned(), "[dropped]".to_owned()),
+                ("x-refresh-token".to_owned(), "[dropped]".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned())
+            ]
         );
+        // Redacting again changes nothing.
+        let again = headers.clone();
+        red.redact_header_pairs(&mut headers);
+        assert_eq!(headers, again);
     }
 }

@@ -445,18 +445,43 @@ async fn replay_one(
     };
     let candidate = match candidate {
         Ok(candidate) => candidate,
-        Err(error) => return Outcome::Record(Box::new(differ.failed(&request, &primary, error))),
+        Err(error) => {
+            let mut record = differ.failed(&request, &primary, error);
+            if let Some(snapshot) = record.request.as_mut() {
+                candidate_headers(snapshot, &config.candidate);
+            }
+            return Outcome::Record(Box::new(record));
+        }
     };
     let exchange = Exchange {
         request,
         primary,
         candidate,
     };
-    let record = match secondary {
+    let mut record = match secondary {
         Some(Ok(secondary)) => differ.diff_with_secondary(&exchange, &secondary),
         _ => differ.diff(&exchange),
     };
+    if let Some(snapshot) = record.request.as_mut() {
+        candidate_headers(snapshot, &config.candidate);
+    }
     Outcome::Record(Box::new(record))
+}
+
+/// The snapshot as the candidate received it: the target's own headers
+/// (`--candidate-header`, e.g. its `Authorization`) replace captured ones,
+/// so "copy as curl" reproduces what was sent. Credentials among them are
+/// dropped by the redactor like any other.
+fn candidate_headers(snapshot: &mut crate::record::RequestSnapshot, target: &Target) {
+    for (name, value) in &target.headers {
+        snapshot
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_str()));
+        snapshot.headers.push((
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ));
+    }
 }
 
 async fn send(

@@ -1,6 +1,8 @@
 //! The cutover gate, through the real binary: exit code 0 and a READY line
 //! when every route and the whole run pass, 1 and a one-line NOT READY
-//! reason otherwise, 2 when the input is unusable.
+//! reason otherwise (diff-rate failures before unacknowledged contract
+//! changes before sample shortfalls, with how many routes fail for each),
+//! 2 when the input is unusable.
 
 mod common;
 
@@ -20,6 +22,8 @@ fn record(route: &str, i: usize, differs: bool) -> DiffRecord {
             primary: 200,
             candidate: 200,
             noise: None,
+            accepted: None,
+            rule: None,
         }),
         headers: Vec::new(),
         body: if differs {
@@ -29,6 +33,8 @@ fn record(route: &str, i: usize, differs: bool) -> DiffRecord {
                 primary: Some("GSM-7".into()),
                 candidate: Some("UCS-2".into()),
                 noise: None,
+                accepted: None,
+                rule: None,
             }]
         } else {
             Vec::new()
@@ -63,12 +69,17 @@ fn log(dir: &tempfile::TempDir, routes: &[(&str, usize, usize)]) -> std::path::P
 }
 
 fn gate(path: &std::path::Path) -> (i32, String) {
+    gate_with(path, &[])
+}
+
+fn gate_with(path: &std::path::Path, extra: &[&str]) -> (i32, String) {
     let output = compare_bin()
         .arg("report")
         .arg(path)
         .args(["--max-diff-rate", "0.1%", "--min-samples", "1000", "--json"])
         .arg(path.with_extension("report.json"))
-        .env("COMPARE_REDACT_KEY", "k")
+        .args(extra)
+        .env("DIFF_REDACTION_KEY", "k")
         .output()
         .expect("compare runs");
     (
@@ -110,7 +121,45 @@ fn not_ready_when_a_route_differs_too_often() {
     assert_eq!(code, 1, "{stdout}");
     assert_eq!(
         stdout,
-        "NOT READY: route POST /v1/sms/send: diff rate 0.250% (5/2000) > 0.100% (and 1 more)"
+        "NOT READY: diff rate over 0.100% on 1 of 2 routes (POST /v1/sms/send 0.250% (5/2000, top: /encoding)), overall 0.167% (5/3000)"
+    );
+}
+
+#[test]
+fn real_differences_come_before_sample_shortfalls_and_each_reason_counts_its_routes() {
+    let dir = tmp();
+    // The shadow demo's shape: sends differ everywhere, the status read
+    // has one sample. The one line must lead with the differences.
+    let path = log(
+        &dir,
+        &[
+            ("POST /v1/sms/send", 60, 60),
+            ("POST /v1/sms/bulk", 5, 1),
+            ("GET /v1/sms/{id}", 1, 0),
+        ],
+    );
+    let (code, stdout) = gate(&path);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        stdout,
+        "NOT READY: diff rate over 0.100% on 2 of 3 routes (POST /v1/sms/send 100.00% (60/60, top: /encoding), POST /v1/sms/bulk 20.00% (1/5, top: /encoding)), overall 92.42% (61/66); \
+         too few samples on 3 of 3 routes (GET /v1/sms/{id} 1/1000, POST /v1/sms/bulk 5/1000, POST /v1/sms/send 60/1000)"
+    );
+    assert_eq!(stdout.lines().count(), 1);
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path.with_extension("report.json")).expect("json report"),
+    )
+    .expect("valid JSON");
+    let failures: Vec<&str> = report["gate"]["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(failures[0].contains("diff rate"), "{failures:?}");
+    assert!(
+        failures.last().is_some_and(|f| f.contains("samples")),
+        "{failures:?}"
     );
 }
 
@@ -125,7 +174,7 @@ fn not_ready_when_a_route_has_too_few_samples() {
     assert_eq!(code, 1, "{stdout}");
     assert_eq!(
         stdout,
-        "NOT READY: route GET /v1/sms/{id}: 999 samples < 1000 required"
+        "NOT READY: too few samples on 1 of 2 routes (GET /v1/sms/{id} 999/1000)"
     );
 }
 

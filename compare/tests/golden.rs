@@ -40,6 +40,9 @@ const REQUIRED: &[&str] = &[
     "unknown-route-template",
     "default-rules-send",
     "default-rules-send-real-difference",
+    "default-rules-error-envelope",
+    // contract changes an operator accepts on purpose
+    "match-id-format-change",
 ];
 
 fn golden_dir() -> PathBuf {
@@ -120,27 +123,69 @@ fn every_golden_case_produces_its_expected_record() {
 
 #[test]
 fn golden_verdicts_are_the_intended_ones() {
-    // The expected files could be regenerated wrongly; the verdicts are
-    // pinned here independently.
+    // The expected files could be regenerated wrongly; the verdicts, and
+    // how a report counts each record, are pinned here independently.
+    use compare::Category::{AcceptedChange, Differs, NoiseOnly, Same};
     let expect = [
-        ("diff-kinds", "differs"),
-        ("numbers-compare-by-value", "same"),
-        ("ignore-pointers-wildcards", "differs"),
-        ("sets-ignore-order", "differs"),
-        ("match-id", "differs"),
-        ("match-present", "differs"),
-        ("header-normalize", "differs"),
-        ("status-class", "noise-only"),
-        ("status-differs", "differs"),
-        ("envelope-class-legacy-200-error", "noise-only"),
-        ("envelope-class-status-mismatch", "differs"),
-        ("ignore-body-route", "same"),
-        ("default-rules-send", "noise-only"),
-        ("default-rules-send-real-difference", "differs"),
-        ("match-pattern", "noise-only"),
+        ("diff-kinds", "differs", Differs),
+        ("numbers-compare-by-value", "same", Same),
+        ("ignore-pointers-wildcards", "differs", Differs),
+        ("sets-ignore-order", "differs", Differs),
+        ("match-id", "differs", Differs),
+        ("match-present", "differs", Differs),
+        ("header-normalize", "differs", Differs),
+        // Contract changes are never noise: verdict `differs`, counted
+        // apart by reports.
+        ("status-class", "differs", AcceptedChange),
+        ("status-differs", "differs", Differs),
+        ("envelope-class-legacy-200-error", "differs", AcceptedChange),
+        ("envelope-class-status-mismatch", "differs", Differs),
+        ("match-id-format-change", "differs", AcceptedChange),
+        // Ignored bodies are recorded, so the report shows what was ignored.
+        ("ignore-body-route", "noise-only", NoiseOnly),
+        // The shipped defaults: the orchestrator at parity is noise only;
+        // 202, UUIDs, a plain content type or problem+json are not.
+        ("default-rules-send", "noise-only", NoiseOnly),
+        ("default-rules-send-real-difference", "differs", Differs),
+        ("default-rules-error-envelope", "differs", Differs),
+        ("match-pattern", "noise-only", NoiseOnly),
     ];
-    for (case, verdict) in expect {
-        let record = run_case(&golden_dir().join(case));
-        assert_eq!(record["verdict"], verdict, "{case}: {record:#}");
+    for (case, verdict, category) in expect {
+        let value = run_case(&golden_dir().join(case));
+        assert_eq!(value["verdict"], verdict, "{case}: {value:#}");
+        // run_case drops `ts`; a record needs one.
+        let mut with_ts = value.clone();
+        with_ts["ts"] = serde_json::json!("2026-05-01T12:00:00Z");
+        let record: compare::DiffRecord = serde_json::from_value(with_ts).expect("a record");
+        assert_eq!(record.category(), category, "{case}: {value:#}");
     }
+}
+
+#[test]
+fn the_shipped_defaults_explain_nothing_but_value_noise() {
+    // Every explanation in a golden case under the shipped defaults is
+    // noise; none is an accepted contract change.
+    for case in [
+        "default-rules-send",
+        "default-rules-send-real-difference",
+        "default-rules-error-envelope",
+    ] {
+        let value = run_case(&golden_dir().join(case));
+        let text = value.to_string();
+        assert!(!text.contains("\"accepted\""), "{case}: {value:#}");
+        assert!(value.get("envelope").is_none(), "{case}");
+    }
+    let send = run_case(&golden_dir().join("default-rules-send-real-difference"));
+    let unexplained: Vec<&str> = send["body"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(send["headers"].as_array().into_iter().flatten())
+        .filter(|d| d.get("noise").is_none())
+        .filter_map(|d| d.get("pointer").or(d.get("name")).and_then(|v| v.as_str()))
+        .collect();
+    for real in ["/id", "content-type", "/encoding"] {
+        assert!(unexplained.contains(&real), "{real} must differ: {send:#}");
+    }
+    assert!(send["status"].get("noise").is_none(), "201 vs 202 is real");
 }

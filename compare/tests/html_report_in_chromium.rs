@@ -93,7 +93,7 @@ fn make_log(dir: &tempfile::TempDir) -> PathBuf {
         ])
         .args(["--allow-writes", "--no-progress", "--out"])
         .arg(&log)
-        .env("COMPARE_REDACT_KEY", "k")
+        .env("DIFF_REDACTION_KEY", "k")
         .output()
         .expect("replay runs");
     assert!(
@@ -134,7 +134,7 @@ fn the_html_report_renders_in_chromium_with_its_summary_chart_and_examples() {
         .arg("--html")
         .arg(&html)
         .args(["--max-diff-rate", "0.1%", "--min-samples", "10"])
-        .env("COMPARE_REDACT_KEY", "k")
+        .env("DIFF_REDACTION_KEY", "k")
         .output()
         .expect("report runs");
     assert_eq!(
@@ -179,13 +179,18 @@ fn the_html_report_renders_in_chromium_with_its_summary_chart_and_examples() {
         .replace("&amp;", "&");
     for text in [
         "compare report: legacy api-gateway vs orchestrator",
-        "NOT READY: route GET /v1/sms/{id}: diff rate 100.00% (20/20) > 0.100% (and 2 more)",
+        "NOT READY: diff rate over 0.100% on 2 of 2 routes (GET /v1/sms/{id} 100.00% (20/20, top: /served_by), POST /v1/sms/send 12.50% (5/40, top: /encoding)), overall 41.67% (25/60)",
         "route POST /v1/sms/send: diff rate 12.50% (5/40) > 0.100%",
         "Per route",
         "POST /v1/sms/send",
         "GET /v1/sms/{id}",
         "Diff rate over time",
-        "Top differing paths",
+        "Accepted contract changes",
+        "None: no rule accepted a client-visible change.",
+        "Unexplained differences",
+        "Explained as value noise",
+        "[routes.\"POST /v1/sms/send\"] match /id",
+        "normalize:etag",
         "/encoding",
         "/served_by",
         "legacy (primary)",

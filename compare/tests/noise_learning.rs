@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use chrono::{TimeDelta, Utc};
+use chrono::{SecondsFormat, TimeDelta, Utc};
 use common::*;
 use compare::noise::{self, NoiseOptions, ProposedRule};
 use compare::{DiffRecord, Differ, Exchange, RecordedRequest, RecordedResponse, Rules, Verdict};
@@ -39,11 +39,15 @@ fn response(body: serde_json::Value, trace: &str) -> RecordedResponse {
 }
 
 /// 200 exchanges of `GET /v1/sms/{id}`:
-/// - noisy: `/id` (ObjectId vs UUIDv7), `/created_at` (≤ 1 s apart),
-///   `/seq` (each side's own counter), header `x-trace-id` (random hex);
+/// - noisy: `/id` (each side's own ObjectId), `/created_at` (≤ 1 s apart,
+///   both in milliseconds), `/seq` (each side's own counter), header
+///   `x-trace-id` (random hex);
 /// - real: `/status` ("queued" vs "accepted" in every exchange), `/segments`
 ///   (random integers, differ every time but do not grow), `/reference`
-///   (ids that differ in only 5 % of the exchanges).
+///   (ids that differ in only 5 % of the exchanges), `/message_id` (an
+///   ObjectId against a UUIDv7: generated on both sides, but a format a
+///   client would notice), `/updated_at` (milliseconds against
+///   microseconds).
 fn stream(rules: Rules) -> Vec<DiffRecord> {
     let differ = Differ::new(rules);
     let start = Utc::now();
@@ -57,20 +61,26 @@ fn stream(rules: Rules) -> Vec<DiffRecord> {
             } else {
                 reference_p
             };
+            let millis = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+            let micros = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
             let primary = json!({
                 "id": format!("{:024x}", 0x507f1f77bcf86cd7_u128 * 1000 + i as u128),
+                "message_id": format!("{:024x}", 0x65f0_u128 * 1000 + i as u128),
                 "status": "queued",
                 "segments": (i * 7919) % 13,
-                "created_at": t_primary.to_rfc3339(),
+                "created_at": millis(t_primary),
+                "updated_at": millis(t_primary),
                 "seq": 1000 + i,
                 "reference": reference_p,
                 "debug": i,
             });
             let candidate = json!({
-                "id": format!("0196b3f2-7c1a-7e4b-9a2d-{:012x}", i),
+                "id": format!("{:024x}", 0x65f1_u128 * 1000 + 7 * i as u128),
+                "message_id": format!("0196b3f2-7c1a-7e4b-9a2d-{:012x}", i),
                 "status": "accepted",
                 "segments": (i * 104729 + 5) % 11,
-                "created_at": t_candidate.to_rfc3339(),
+                "created_at": millis(t_candidate),
+                "updated_at": micros(t_candidate),
                 "seq": 50 + 3 * i,
                 "reference": reference_c,
                 "debug": 0,
@@ -112,7 +122,7 @@ fn proposes_the_noisy_paths_and_not_the_real_differences() {
     );
     assert!(found.contains(&("/id", &ProposedRule::IdShape)));
     assert!(found.contains(&("/seq", &ProposedRule::Ignore)));
-    assert!(found.contains(&("header:x-trace-id", &ProposedRule::IgnoreHeader)));
+    assert!(found.contains(&("header:x-trace-id", &ProposedRule::HeaderIds)));
     let created = proposals
         .iter()
         .find(|p| p.path == "/created_at")
@@ -122,9 +132,16 @@ fn proposes_the_noisy_paths_and_not_the_real_differences() {
     let id = proposals.iter().find(|p| p.path == "/id").expect("id");
     assert_eq!((id.evidence.differing, id.evidence.exchanges), (200, 200));
     assert_eq!(id.evidence.primary_kinds.get("object-id"), Some(&200));
-    assert_eq!(id.evidence.candidate_kinds.get("uuid"), Some(&200));
+    assert_eq!(id.evidence.candidate_kinds.get("object-id"), Some(&200));
     assert_eq!(id.evidence.examples.len(), 3);
-    for real in ["/status", "/segments", "/reference", "/debug"] {
+    for real in [
+        "/status",
+        "/segments",
+        "/reference",
+        "/debug",
+        "/message_id",
+        "/updated_at",
+    ] {
         assert!(!paths.contains(&real), "{real} must not be proposed");
     }
 }
@@ -179,7 +196,13 @@ fn accepted_proposals_turn_noise_into_noise_and_keep_comments() {
             );
         }
         assert!(real.iter().any(|p| p == "/status"));
+        assert!(real.iter().any(|p| p == "/message_id"), "{real:?}");
     }
+    assert!(
+        text.contains("header = \"x-trace-id\"")
+            && !text.contains("ignore_headers = [\"Date\", \"x-trace-id\"]"),
+        "a header is normalised, never ignored: {text}"
+    );
 }
 
 #[test]

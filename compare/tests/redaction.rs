@@ -113,7 +113,7 @@ fn produce_outputs(dir: &tempfile::TempDir, redact: bool) -> Vec<(String, String
         let output = compare_bin()
             .args(&args)
             .args(no_redact)
-            .env("COMPARE_REDACT_KEY", "test-key")
+            .env("DIFF_REDACTION_KEY", "test-key")
             .output()
             .expect("compare runs");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -103,7 +103,7 @@ async fn replay_finds_the_injected_difference_and_nothing_else() {
         sends
             .filter(|r| r.verdict != Verdict::Differs)
             .all(|r| r.verdict == Verdict::NoiseOnly),
-        "ids, 201/202, Location and Content-Type are explained by the default rules"
+        "the orchestrator at parity differs from the legacy by value noise only (ids, timestamps, ETag, Content-Length)"
     );
     assert!(records.iter().all(|r| r.redacted));
 }
@@ -334,7 +334,7 @@ fn har_and_goreplay_captures_replay_through_the_cli() {
             ])
             .args(["--shadow-credential", "shadow-secret", "--out"])
             .arg(&log)
-            .env("COMPARE_REDACT_KEY", "test-key")
+            .env("DIFF_REDACTION_KEY", "test-key")
             .output()
             .expect("compare runs");
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -34,11 +34,11 @@ fn send_exchange(i: usize, candidate_encoding: &str) -> Value {
             "headers": [["content-type", "application/json"]],
             "body": json!({"to": PHONE, "from": "Acme", "body": "Your code is 482913"}).to_string()
         },
-        "primary": {"status": 200, "headers": [["content-type", "application/json; charset=utf-8"]],
+        "primary": {"status": 201, "headers": [["content-type", "application/json; charset=utf-8"]],
                     "body": body("507f1f77bcf86cd799439011", "GSM-7", "2026-05-01T12:00:00.100Z"),
                     "latency_ms": 12.5},
-        "candidate": {"status": 202, "headers": [["content-type", "application/json"]],
-                      "body": body("0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a", candidate_encoding, "2026-05-01T12:00:00.123Z"),
+        "candidate": {"status": 201, "headers": [["content-type", "application/json; charset=utf-8"]],
+                      "body": body("65f000000000000000000001", candidate_encoding, "2026-05-01T12:00:00.123Z"),
                       "latency_ms": 4.0}
     })
 }
@@ -154,7 +154,7 @@ fn streaming_and_whole_file_reading_give_the_same_diff_log() {
         .arg(&capture_path)
         .arg("--out")
         .arg(&cli_log)
-        .env("COMPARE_REDACT_KEY", KEY)
+        .env("DIFF_REDACTION_KEY", KEY)
         .output()
         .expect("compare runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -268,7 +268,7 @@ fn compare_diff(capture: &std::path::Path, log: &std::path::Path) -> std::proces
         .arg(capture)
         .arg("--out")
         .arg(log)
-        .env("COMPARE_REDACT_KEY", KEY)
+        .env("DIFF_REDACTION_KEY", KEY)
         .output()
         .expect("compare runs")
 }
@@ -297,7 +297,7 @@ fn the_streamed_report_is_the_report_over_all_records() {
                 .arg(&capture_path)
                 .arg("--out")
                 .arg(log)
-                .env("COMPARE_REDACT_KEY", KEY)
+                .env("DIFF_REDACTION_KEY", KEY)
                 .output()
                 .expect("compare runs")
                 .status;
@@ -314,7 +314,7 @@ fn the_streamed_report_is_the_report_over_all_records() {
         .args(&logs)
         .arg("--json")
         .arg(&json_path)
-        .env("COMPARE_REDACT_KEY", KEY)
+        .env("DIFF_REDACTION_KEY", KEY)
         .output()
         .expect("compare runs");
     assert!(
@@ -366,7 +366,7 @@ fn a_bad_diff_log_line_is_reported_with_its_number_when_streaming() {
     let output = compare_bin()
         .arg("report")
         .arg(&log)
-        .env("COMPARE_REDACT_KEY", KEY)
+        .env("DIFF_REDACTION_KEY", KEY)
         .output()
         .expect("compare runs");
     assert_eq!(output.status.code(), Some(2));

@@ -91,12 +91,15 @@ pub struct Cli {
     #[arg(long = "rules", env = "MIRROR_RULES", value_delimiter = ',')]
     pub rules: Vec<PathBuf>,
 
-    /// Key of the HMAC that hashes phone numbers and message text in the diff log.
-    #[arg(long, env = "MIRROR_REDACTION_KEY", hide_env_values = true)]
+    /// Key of the HMAC that hashes phone numbers and message text in the
+    /// diff log: the same DIFF_REDACTION_KEY `compare` reads, so hashes
+    /// compare across both tools. The old name MIRROR_REDACTION_KEY (and
+    /// COMPARE_REDACT_KEY) still works, with a deprecation warning.
+    #[arg(long, env = "DIFF_REDACTION_KEY", hide_env_values = true)]
     pub redaction_key: Option<Secret>,
 
-    /// File holding the redaction key (a mounted secret).
-    #[arg(long, env = "MIRROR_REDACTION_KEY_FILE")]
+    /// File holding DIFF_REDACTION_KEY (a mounted secret).
+    #[arg(long, env = "DIFF_REDACTION_KEY_FILE")]
     pub redaction_key_file: Option<PathBuf>,
 
     /// Write diff records unredacted (never in production).
@@ -199,6 +202,8 @@ pub struct DiffFile {
     pub rotate_bytes: Option<u64>,
     pub keep_files: Option<usize>,
     pub redact: Option<bool>,
+    /// Environment variable holding the redaction key, when it is not the
+    /// default `DIFF_REDACTION_KEY`.
     pub redaction_key_env: Option<String>,
     /// File holding the redaction key (a mounted secret).
     pub redaction_key_file: Option<PathBuf>,
@@ -224,6 +229,10 @@ pub struct StaticSettings {
     pub queue: usize,
     pub redact: bool,
     pub redaction_key: Option<Secret>,
+    /// Where the key came from (`explicit`, or a deprecated variable).
+    pub redaction_key_source: Option<String>,
+    /// Deprecated or conflicting key variables, logged at start.
+    pub redaction_key_warnings: Vec<String>,
 }
 
 /// A secret value whose `Debug` never prints it.
@@ -387,9 +396,15 @@ pub fn static_settings(file: &FileConfig, cli: &Cli) -> Result<StaticSettings, C
     if !health_path.starts_with('/') {
         return Err(invalid("health_path", "must start with '/'"));
     }
-    let redaction_key = match secret(
-        "MIRROR_REDACTION_KEY",
-        cli.redaction_key.as_ref().map(|k| &k.0),
+    // The flag or DIFF_REDACTION_KEY (or its _FILE), else the file's
+    // `redaction_key_file`, else the variable the file names, else the
+    // tools' old names (with a warning each).
+    let explicit = match secret(
+        "DIFF_REDACTION_KEY",
+        cli.redaction_key
+            .as_ref()
+            .map(|k| &k.0)
+            .filter(|k| !k.is_empty()),
         cli.redaction_key_file.as_deref(),
     )? {
         Some(key) => Some(key),
@@ -402,6 +417,11 @@ pub fn static_settings(file: &FileConfig, cli: &Cli) -> Result<StaticSettings, C
                 .and_then(|name| std::env::var(name).ok()),
         },
     };
+    let resolved = compare::redact::resolve_redaction_key(
+        explicit,
+        &compare::redact::DEPRECATED_REDACTION_KEY_ENVS,
+        |name| std::env::var(name).ok(),
+    );
     Ok(StaticSettings {
         listen: cli.listen.or(file.listen).unwrap_or(default_listen),
         admin_listen: cli
@@ -422,7 +442,9 @@ pub fn static_settings(file: &FileConfig, cli: &Cli) -> Result<StaticSettings, C
         capture: cli.capture.clone().or_else(|| file.diff.capture.clone()),
         queue: file.diff.queue.unwrap_or(4096).max(1),
         redact: !cli.no_redact && file.diff.redact.unwrap_or(true),
-        redaction_key: redaction_key.map(Secret),
+        redaction_key: resolved.key.map(Secret),
+        redaction_key_source: resolved.source,
+        redaction_key_warnings: resolved.warnings,
     })
 }
 

@@ -92,13 +92,17 @@ pub fn prepare(cli: Cli) -> anyhow::Result<Prepared> {
             );
         }
     }
+    for warning in &fixed.redaction_key_warnings {
+        tracing::warn!("{warning}");
+    }
     let key = match &fixed.redaction_key {
         Some(key) if !key.0.is_empty() => key.0.as_bytes().to_vec(),
         _ => {
             if fixed.redact {
                 tracing::warn!(
-                    "no redaction key configured (MIRROR_REDACTION_KEY): using a random one; \
-                     hashed values in the diff log are comparable only within this process's lifetime"
+                    "no redaction key configured ({}): using a random one; \
+                     hashed values in the diff log are comparable only within this process's lifetime",
+                    compare::redact::REDACTION_KEY_ENV
                 );
             }
             rand::random::<[u8; 32]>().to_vec()

@@ -6,6 +6,13 @@
 //! Laying over means: lists are appended, `ignore_body` is or-ed, route
 //! sections with the same template are merged, new ones added. A later file
 //! can only explain more differences, never hide a rule of an earlier one.
+//!
+//! The shipped files explain value noise only. An overlay that accepts a
+//! contract change (a status or envelope class, `Content-Type`
+//! normalisation, `accept_format_change`) is logged as a warning at every
+//! start and reload, and every record it explains carries `accepted`, not
+//! `noise`, so `compare report` lists it apart and the gate refuses it
+//! unless acknowledged.
 
 use std::path::{Path, PathBuf};
 
@@ -86,9 +93,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_shadow_rules_lay_over_the_defaults() {
+    fn the_shipped_shadow_rules_lay_over_the_defaults_and_accept_no_contract_change() {
         let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/shadow.toml"));
-        load(true, &[path]).expect("shipped rules compile");
+        let rules = load(true, &[path]).expect("shipped rules compile");
+        assert_eq!(
+            rules.contract_changes(),
+            Vec::<(String, String)>::new(),
+            "the shipped rules explain value noise only"
+        );
     }
 
     #[test]

@@ -54,6 +54,15 @@ impl Live {
         let sampler = Sampler::new(&settings.sampling)?;
         let shadow = settings.shadow.clone().map(ShadowTarget::new).transpose()?;
         let rules = crate::rules::load(settings.default_rules, &settings.rules)?;
+        // Said at every start and reload: an overlay that accepts a
+        // client-visible change is a decision someone must own.
+        for (label, rule) in rules.contract_changes() {
+            tracing::warn!(
+                contract_change = %label,
+                rule = %rule,
+                "the diff rules accept a contract change: reports list it apart and the gate fails on it unless acknowledged"
+            );
+        }
         let redactor = Redactor::with_spec(key, rules.redact_spec())?;
         let redaction = if fixed.redact {
             Redaction::Keyed(redactor.clone())

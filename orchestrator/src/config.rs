@@ -89,13 +89,15 @@ pub struct Config {
     #[arg(long, env = "BULK_MAX_ITEMS", default_value_t = 1000)]
     pub bulk_max_items: usize,
 
-    /// Body size limit of POST /v1/sms/send, bytes.
-    #[arg(long, env = "SEND_BODY_LIMIT", default_value_t = 16 * 1024)]
-    pub send_body_limit: usize,
+    /// Body size limit of POST /v1/sms/send (and of JSON bodies on other
+    /// paths), bytes. Unset: the legacy's, from the contract (100 kB).
+    #[arg(long, env = "SEND_BODY_LIMIT")]
+    pub send_body_limit: Option<usize>,
 
-    /// Body size limit of POST /v1/sms/bulk, bytes.
-    #[arg(long, env = "BULK_BODY_LIMIT", default_value_t = 4 * 1024 * 1024)]
-    pub bulk_body_limit: usize,
+    /// Body size limit of POST /v1/sms/bulk, bytes. Unset: the legacy's,
+    /// from the contract (100 kB).
+    #[arg(long, env = "BULK_BODY_LIMIT")]
+    pub bulk_body_limit: Option<usize>,
 
     /// How long a completed Idempotency-Key is replayed.
     #[arg(long, env = "IDEMPOTENCY_TTL", default_value = "48h", value_parser = humantime::parse_duration)]
@@ -108,6 +110,11 @@ pub struct Config {
     /// Make Idempotency-Key mandatory on POSTs.
     #[arg(long, env = "IDEMPOTENCY_KEY_REQUIRED")]
     pub idempotency_key_required: bool,
+
+    /// Check every API answer against the committed contract; log each
+    /// violation (`contract violation`) and count it. For tests and canaries.
+    #[arg(long, env = "CHECK_RESPONSES")]
+    pub check_responses: bool,
 
     #[command(flatten)]
     pub shadow: ShadowConfig,

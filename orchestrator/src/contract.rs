@@ -13,8 +13,6 @@ use std::sync::Arc;
 use jsonschema::Validator;
 use serde_json::{Value, json};
 
-use crate::problem::Violation;
-
 /// The committed contract, as written.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 
@@ -26,6 +24,9 @@ pub struct Contract {
 
 struct Inner {
     document_json: Vec<u8>,
+    send_fields: Vec<String>,
+    bulk_fields: Vec<String>,
+    legacy: crate::legacy::Surface,
     send: Validator,
     bulk: Validator,
 }
@@ -73,13 +74,28 @@ impl Contract {
                 .build(&root)
                 .map_err(|e| anyhow::anyhow!("schema {name} does not compile: {e}"))
         };
+        let fields = |name: &str| -> Vec<String> {
+            components
+                .pointer(&format!("/schemas/{name}/properties"))
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default()
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                send_fields: fields("SendRequest"),
+                bulk_fields: fields("BulkRequest"),
                 send: compile("SendRequest")?,
                 bulk: compile("BulkRequest")?,
+                legacy: crate::legacy::Surface::from_document(&document)?,
                 document_json: serde_json::to_vec_pretty(&document)?,
             }),
         })
+    }
+
+    /// The legacy surface (`x-legacy`): error bodies, messages, headers.
+    pub fn legacy(&self) -> &crate::legacy::Surface {
+        &self.inner.legacy
     }
 
     /// The document as JSON, served at `GET /openapi.json`.
@@ -87,54 +103,93 @@ impl Contract {
         &self.inner.document_json
     }
 
-    /// Every violation of `schema` in `body`, one per problem, with pointers
-    /// prefixed by `prefix` (used for bulk items: `/messages/3`). Messages
-    /// never quote the offending value: it may be a phone number.
-    pub fn violations(&self, schema: RequestSchema, body: &Value, prefix: &str) -> Vec<Violation> {
+    /// Every way `body` breaks `schema`, one issue per problem, in the
+    /// validator's order. Details never quote the offending value: it may
+    /// be a phone number.
+    pub fn issues(&self, schema: RequestSchema, body: &Value) -> Vec<SchemaIssue> {
         let validator = match schema {
             RequestSchema::Send => &self.inner.send,
             RequestSchema::Bulk => &self.inner.bulk,
         };
         let mut out = Vec::new();
         for error in validator.iter_errors(body) {
-            let at = format!("{prefix}{}", error.instance_path().as_str());
+            let path: Vec<String> = error
+                .instance_path()
+                .as_str()
+                .split('/')
+                .skip(1)
+                .map(unescape_pointer)
+                .collect();
+            let keyword = error.kind().keyword().to_owned();
             match error.kind() {
                 jsonschema::error::ValidationErrorKind::Required { property } => {
-                    let name = property.as_str().unwrap_or_default();
-                    out.push(Violation::new(
-                        format!("{at}/{}", escape_pointer(name)),
-                        "is required",
-                    ));
+                    let mut path = path.clone();
+                    path.push(property.as_str().unwrap_or_default().to_owned());
+                    out.push(SchemaIssue {
+                        path,
+                        keyword,
+                        detail: "is required".to_owned(),
+                    });
                 }
                 jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
                     for name in unexpected {
-                        out.push(Violation::new(
-                            format!("{at}/{}", escape_pointer(name)),
-                            "is not an allowed field",
-                        ));
+                        let mut path = path.clone();
+                        path.push(name.clone());
+                        out.push(SchemaIssue {
+                            path,
+                            keyword: keyword.clone(),
+                            detail: "is not an allowed field".to_owned(),
+                        });
                     }
                 }
-                _ => out.push(Violation::new(at, error.masked().to_string())),
+                _ => out.push(SchemaIssue {
+                    path,
+                    keyword,
+                    detail: error.masked().to_string(),
+                }),
             }
         }
         out
     }
 
-    /// The JSON Schema keyword behind each violation, for the
-    /// validation-failures-by-rule metric.
-    pub fn violated_keywords(&self, schema: RequestSchema, body: &Value) -> Vec<String> {
-        let validator = match schema {
-            RequestSchema::Send => &self.inner.send,
-            RequestSchema::Bulk => &self.inner.bulk,
-        };
-        validator
-            .iter_errors(body)
-            .map(|e| e.kind().keyword().to_owned())
-            .collect()
+    /// The fields of a request schema in the order the contract lists
+    /// them: the order validation messages are reported in.
+    pub fn field_order(&self, schema: RequestSchema) -> &[String] {
+        match schema {
+            RequestSchema::Send => &self.inner.send_fields,
+            RequestSchema::Bulk => &self.inner.bulk_fields,
+        }
     }
 }
 
-fn escape_pointer(segment: &str) -> String {
+/// One way a body breaks a request schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaIssue {
+    /// Where, as unescaped JSON Pointer segments; for a missing or an
+    /// unknown property, its name is the last segment.
+    pub path: Vec<String>,
+    /// The JSON Schema keyword that failed (`required`, `pattern`, …).
+    pub keyword: String,
+    pub detail: String,
+}
+
+impl SchemaIssue {
+    /// The issue's RFC 6901 pointer under `prefix`.
+    pub fn pointer(&self, prefix: &str) -> String {
+        let mut p = prefix.to_owned();
+        for segment in &self.path {
+            p.push('/');
+            p.push_str(&escape_pointer(segment));
+        }
+        p
+    }
+}
+
+fn unescape_pointer(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
+}
+
+pub fn escape_pointer(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
@@ -142,8 +197,8 @@ fn escape_pointer(segment: &str) -> String {
 mod tests {
     use super::*;
 
-    fn pointers(v: &[Violation]) -> Vec<&str> {
-        let mut p: Vec<&str> = v.iter().map(|v| v.pointer.as_str()).collect();
+    fn pointers(v: &[SchemaIssue]) -> Vec<String> {
+        let mut p: Vec<String> = v.iter().map(|v| v.pointer("")).collect();
         p.sort_unstable();
         p
     }
@@ -152,14 +207,14 @@ mod tests {
     fn embedded_contract_compiles_and_accepts_a_minimal_send() {
         let c = Contract::embedded().unwrap();
         let body = json!({"to": "+447700900123", "from": "Acme", "body": "hi"});
-        assert!(c.violations(RequestSchema::Send, &body, "").is_empty());
+        assert!(c.issues(RequestSchema::Send, &body).is_empty());
     }
 
     #[test]
-    fn three_errors_give_three_violations_with_pointers() {
+    fn three_errors_give_three_issues_with_pointers() {
         let c = Contract::embedded().unwrap();
         let body = json!({"to": "447700900123", "body": "", "colour": "red"});
-        let v = c.violations(RequestSchema::Send, &body, "");
+        let v = c.issues(RequestSchema::Send, &body);
         assert_eq!(
             pointers(&v),
             vec!["/body", "/colour", "/from", "/to"],
@@ -168,12 +223,80 @@ mod tests {
     }
 
     #[test]
-    fn messages_never_quote_the_phone_number() {
+    fn details_never_quote_the_phone_number() {
         let c = Contract::embedded().unwrap();
         let body = json!({"to": "0044770090012", "from": "Acme", "body": "x"});
-        let v = c.violations(RequestSchema::Send, &body, "");
+        let v = c.issues(RequestSchema::Send, &body);
         assert_eq!(v.len(), 1);
         assert!(!v[0].detail.contains("0044770090012"), "{}", v[0].detail);
+    }
+
+    #[test]
+    fn fields_are_listed_in_the_contracts_order() {
+        let c = Contract::embedded().unwrap();
+        assert_eq!(
+            c.field_order(RequestSchema::Send),
+            [
+                "to",
+                "from",
+                "body",
+                "reference",
+                "callback_url",
+                "schedule_at",
+                "validity_period",
+                "metadata"
+            ]
+        );
+        assert_eq!(
+            c.field_order(RequestSchema::Bulk),
+            ["messages", "defaults", "atomic"]
+        );
+    }
+
+    /// Every example the document shows is valid against the schema it
+    /// illustrates: the contract does not contradict itself.
+    #[test]
+    fn every_example_in_the_contract_matches_its_schema() {
+        let doc: Value = serde_norway::from_str(OPENAPI_YAML).unwrap();
+        let components = doc["components"].clone();
+        let resolve = |v: &Value| -> Value {
+            match v.get("$ref").and_then(Value::as_str) {
+                Some(r) => doc
+                    .pointer(r.trim_start_matches('#'))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                None => v.clone(),
+            }
+        };
+        let mut checked = 0;
+        let mut media = Vec::new();
+        for (_, item) in doc["paths"].as_object().unwrap() {
+            for (_, op) in item.as_object().unwrap() {
+                for (_, response) in op["responses"].as_object().into_iter().flatten() {
+                    let response = resolve(response);
+                    for (_, m) in response["content"].as_object().into_iter().flatten() {
+                        media.push(m.clone());
+                    }
+                }
+                if let Some(content) = op.pointer("/requestBody/content") {
+                    media.extend(content.as_object().unwrap().values().cloned());
+                }
+            }
+        }
+        for m in media {
+            let root = json!({"$ref": "#/schema", "schema": m["schema"], "components": components});
+            let validator = jsonschema::validator_for(&root).unwrap();
+            for (name, example) in m["examples"].as_object().into_iter().flatten() {
+                let value = resolve(example)["value"].clone();
+                let errors: Vec<String> = validator
+                    .iter_errors(&value)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(errors.is_empty(), "example {name}: {errors:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "{checked}");
     }
 
     #[test]
@@ -181,11 +304,7 @@ mod tests {
         // Same body, two documents: only the constraint in the text differs.
         let body = json!({"to": "+447700900123", "from": "Acme", "body": "hello", "reference": "abcdefghij"});
         let original = Contract::embedded().unwrap();
-        assert!(
-            original
-                .violations(RequestSchema::Send, &body, "")
-                .is_empty()
-        );
+        assert!(original.issues(RequestSchema::Send, &body).is_empty());
 
         let mut doc: Value = serde_norway::from_str(OPENAPI_YAML).unwrap();
         let reference = doc
@@ -193,7 +312,7 @@ mod tests {
             .expect("components.schemas.Reference exists");
         reference["maxLength"] = json!(5);
         let changed = Contract::from_yaml(&serde_norway::to_string(&doc).unwrap()).unwrap();
-        let v = changed.violations(RequestSchema::Send, &body, "");
+        let v = changed.issues(RequestSchema::Send, &body);
         assert_eq!(pointers(&v), vec!["/reference"]);
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! Taken from `X-Correlation-ID` (Kong's correlation-id plugin), else
 //! `Kong-Request-ID`, else `x-request-id` (Envoy), else minted (UUIDv7).
-//! Echoed on the response as `X-Correlation-ID`, carried into the published
-//! event. An id that is not 1–128 visible ASCII characters is replaced.
+//! Carried into the log line, the published event and problem documents'
+//! `correlation_id`. It is not echoed as a response header: the legacy
+//! api-gateway sent none, and Kong's correlation-id plugin echoes it at
+//! the edge when configured to. An id that is not 1–128 visible ASCII
+//! characters is replaced.
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -15,7 +18,6 @@ use axum::response::Response;
 use crate::metrics::{Metrics, status_class};
 use crate::problem::ProblemSlug;
 
-pub const HEADER: &str = "x-correlation-id";
 const SOURCES: &[&str] = &["x-correlation-id", "kong-request-id", "x-request-id"];
 
 #[derive(Debug, Clone)]
@@ -25,25 +27,30 @@ pub struct CorrelationId(pub String);
 #[derive(Debug, Clone, Default)]
 pub struct TenantSlot(pub std::sync::Arc<std::sync::OnceLock<String>>);
 
+/// Filled by routing with the route's name (a bounded label), read by the
+/// log line and the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSlot(pub std::sync::Arc<std::sync::OnceLock<&'static str>>);
+
+/// Marks an answer that replayed a stored one (an Idempotency-Key hit).
+#[derive(Debug, Clone, Copy)]
+pub struct Replayed;
+
 fn usable(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?.trim();
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
         .then(|| s.to_owned())
 }
 
-/// Middleware over the API router: correlation id in, echoed out; one log
-/// line and the HTTP metrics per request.
+/// Middleware over the API router: the correlation id in; one log line
+/// and the HTTP metrics per request.
 pub async fn layer(State(metrics): State<Metrics>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = SOURCES
         .iter()
         .find_map(|h| req.headers().get(*h).and_then(usable))
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route_slot = RouteSlot::default();
     let method = req.method().clone();
     let shadow = crate::shadow::is_marked(req.headers());
     // Kong's consumer headers, as received, for audit: who Kong says called,
@@ -52,27 +59,26 @@ pub async fn layer(State(metrics): State<Metrics>, mut req: Request, next: Next)
     let tenant_slot = TenantSlot::default();
     req.extensions_mut().insert(CorrelationId(id.clone()));
     req.extensions_mut().insert(tenant_slot.clone());
+    req.extensions_mut().insert(route_slot.clone());
 
-    let mut response = next.run(req).await;
+    let response = next.run(req).await;
 
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, v);
-    }
+    let route = route_slot.0.get().copied().unwrap_or("unmatched");
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let method_label = bounded_method(&method);
     let traffic = if shadow { "shadow" } else { "live" };
     metrics
         .http_requests
-        .with_label_values(&[route.as_str(), method_label, status_class(status), traffic])
+        .with_label_values(&[route, method_label, status_class(status), traffic])
         .inc();
     metrics
         .http_duration
-        .with_label_values(&[route.as_str(), method_label, traffic])
+        .with_label_values(&[route, method_label, traffic])
         .observe(elapsed.as_secs_f64());
     let outcome = response.extensions().get::<ProblemSlug>().map_or_else(
         || {
-            if response.headers().contains_key("idempotent-replayed") {
+            if response.extensions().get::<Replayed>().is_some() {
                 "replayed"
             } else {
                 "ok"
@@ -83,7 +89,7 @@ pub async fn layer(State(metrics): State<Metrics>, mut req: Request, next: Next)
     let tenant = tenant_slot.0.get().map(String::as_str);
     tracing::info!(
         target: "request",
-        route = route.as_str(),
+        route = route,
         status,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         tenant,

@@ -99,6 +99,7 @@ pub struct Metrics {
     pub reaped: IntCounterVec,
     pub dependency_up: IntGaugeVec,
     pub redis_fallback: IntCounter,
+    pub contract_violations: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -159,7 +160,15 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(redis_fallback.clone()))
             .expect("unique metric");
+        let contract_violations = IntCounter::new(
+            "orchestrator_contract_violations_total",
+            "Answers that broke the committed contract (checked only with CHECK_RESPONSES).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(contract_violations.clone()))
+            .expect("unique metric");
         Self {
+            contract_violations,
             http_requests: counter(
                 &r,
                 "orchestrator_http_requests_total",

@@ -75,6 +75,10 @@ pub async fn build_with_clock(
 ) -> anyhow::Result<Application> {
     let metrics = Metrics::new(config.gateway_alias_until(), clock);
     let contract = Contract::embedded()?;
+    let conformance = config
+        .check_responses
+        .then(crate::conformance::Conformance::embedded)
+        .transpose()?;
     let store = Store::connect(&config.database)
         .await
         .map_err(|e| e.context("database (DATABASE_URL)"))?;
@@ -128,6 +132,7 @@ pub async fn build_with_clock(
         flag,
         relay_wake: Arc::new(Notify::new()),
         sink: health,
+        conformance,
     });
     Ok(Application {
         api,

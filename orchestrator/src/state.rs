@@ -29,6 +29,8 @@ pub struct Shared {
     /// Wakes the relay after a commit that wrote outbox rows.
     pub relay_wake: Arc<Notify>,
     pub sink: SinkHealth,
+    /// Checks every answer against the contract (`CHECK_RESPONSES`).
+    pub conformance: Option<crate::conformance::Conformance>,
 }
 
 impl AppState {

@@ -10,6 +10,9 @@
 //! role `orch_test` with CREATEDB and a password, since a stock cluster
 //! allows no password-less TCP login.
 
+pub mod parity;
+pub mod rehearsal;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -70,6 +73,31 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// An external tool the test command installs (`deck`, `envoy`,
+/// `prometheus`, …): `$ENV_VAR` when set, else the first `name` on `PATH`.
+/// Missing is a failure that says how to install it, never a skip.
+pub fn require_tool(name: &str, env_var: &str, install: &str) -> PathBuf {
+    std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed (nor {env_var} set): {install}; scripts/test.sh does this")
+        })
+}
+
+/// The repository root (the workspace).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// A fresh Postgres database, dropped when the test ends.
@@ -207,6 +235,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub logs: Arc<Mutex<Vec<String>>>,
     pub options: Options,
+    pub contract: ContractGuard,
 }
 
 impl TestApp {
@@ -270,7 +299,13 @@ impl TestApp {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
+            .args([
+                "--listen=127.0.0.1:0",
+                "--admin-listen=127.0.0.1:0",
+                // Every answer a test sees is checked against the contract;
+                // a violation fails the test when the app is dropped.
+                "--check-responses",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
@@ -339,6 +374,7 @@ impl TestApp {
             child,
             dir,
             http: http_client(),
+            contract: ContractGuard { logs: logs.clone() },
             logs,
             options,
         }
@@ -439,6 +475,46 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The contract violations the orchestrator logged so far.
+    pub fn contract_violations(&self) -> Vec<String> {
+        self.contract.violations()
+    }
+}
+
+/// Fails the test, when the app goes away, if any answer the orchestrator
+/// gave broke the contract (it checks each one, `--check-responses`).
+#[derive(Debug)]
+pub struct ContractGuard {
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ContractGuard {
+    fn violations(&self) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|l| l.contains("\"contract violation\""))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for ContractGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let violations = self.violations();
+        assert!(
+            violations.is_empty(),
+            "answers broke the contract:\n{}",
+            violations.join("\n")
+        );
+    }
+}
+
 /// An HTTP client for tests (installs the process's rustls provider once:
 /// the workspace builds reqwest without a default one).
 pub fn http_client() -> reqwest::Client {
@@ -458,9 +534,9 @@ pub fn sample(exposition: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The message id of a `202` send answer (asserts the `202`).
+/// The message id of a `201` send answer (asserts the `201`).
 pub async fn accepted_id(r: reqwest::Response) -> String {
-    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED, "expected a 202");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED, "expected a 201");
     let body: Value = r.json().await.expect("JSON body");
     body["id"].as_str().expect("an id").to_owned()
 }
@@ -823,7 +899,7 @@ pub fn new_messages(
     let now = chrono::Utc::now();
     let messages: Vec<_> = (0..n)
         .map(|_| orchestrator::store::NewMessage {
-            id: uuid::Uuid::now_v7(),
+            id: orchestrator::domain::process_ids().next(now),
             tenant: TenantId::parse(tenant).unwrap(),
             shadow: false,
             to: PhoneNumber::parse("+447700900123").unwrap(),

@@ -18,8 +18,13 @@ async fn problem_type(r: reqwest::Response) -> String {
         .to_owned()
 }
 
+/// The legacy body of a refusal.
+async fn legacy_body(r: reqwest::Response) -> Value {
+    r.json::<Value>().await.unwrap()
+}
+
 #[tokio::test]
-async fn a_missing_or_bad_token_is_a_401_with_www_authenticate_and_counted() {
+async fn a_missing_or_bad_token_is_a_401_and_counted() {
     let app = TestApp::embedded().await;
     let url = format!("{}/v1/sms/send", app.api);
     let no_token = app
@@ -31,11 +36,27 @@ async fn a_missing_or_bad_token_is_a_401_with_www_authenticate_and_counted() {
         .await
         .unwrap();
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+    // As the legacy answered: NestJS's default body, no challenge header.
+    assert!(no_token.headers().get("www-authenticate").is_none());
     assert_eq!(
-        no_token.headers()["www-authenticate"],
+        legacy_body(no_token).await,
+        json!({"message": "Unauthorized", "statusCode": 401})
+    );
+    // A client that asks for problem documents gets the RFC 6750 challenge.
+    let asked = app
+        .http
+        .post(&url)
+        .header("X-Tenant-Id", &app.tenant)
+        .header("Accept", "application/problem+json")
+        .json(&send_body("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.headers()["www-authenticate"],
         r#"Bearer error="invalid_token""#
     );
-    assert_eq!(problem_type(no_token).await, "invalid-token");
+    assert_eq!(problem_type(asked).await, "invalid-token");
 
     let forged = app
         .http
@@ -63,7 +84,7 @@ async fn a_missing_or_bad_token_is_a_401_with_www_authenticate_and_counted() {
         .filter(|l| l.starts_with("orchestrator_auth_failures_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(failures, 2.0, "{metrics}");
+    assert_eq!(failures, 3.0, "{metrics}");
 }
 
 #[tokio::test]
@@ -79,7 +100,10 @@ async fn a_token_for_one_tenant_cannot_act_as_another() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(problem_type(r).await, "tenant-mismatch");
+    assert_eq!(
+        legacy_body(r).await,
+        json!({"message": "Forbidden resource", "error": "Forbidden", "statusCode": 403})
+    );
     let r = app
         .http
         .post(format!("{}/v1/sms/send", app.api))
@@ -135,7 +159,7 @@ async fn a_jwks_deployment_accepts_rotated_keys_and_drops_removed_ones() {
     };
     assert_eq!(
         send(es256_token(&old, &app.tenant)).await.unwrap().status(),
-        StatusCode::ACCEPTED
+        StatusCode::CREATED
     );
 
     // Rotation: the new key is published next to the old one; an unknown
@@ -143,11 +167,11 @@ async fn a_jwks_deployment_accepts_rotated_keys_and_drops_removed_ones() {
     write(&[&old, &new]);
     assert_eq!(
         send(es256_token(&new, &app.tenant)).await.unwrap().status(),
-        StatusCode::ACCEPTED
+        StatusCode::CREATED
     );
     assert_eq!(
         send(es256_token(&old, &app.tenant)).await.unwrap().status(),
-        StatusCode::ACCEPTED
+        StatusCode::CREATED
     );
 
     // The old key is withdrawn; the next refresh (here, triggered by an
@@ -167,7 +191,7 @@ async fn a_jwks_deployment_accepts_rotated_keys_and_drops_removed_ones() {
     );
     assert_eq!(
         send(es256_token(&new, &app.tenant)).await.unwrap().status(),
-        StatusCode::ACCEPTED
+        StatusCode::CREATED
     );
 }
 

@@ -29,7 +29,7 @@ fn acceptance(key: Option<&str>, fingerprint: &str, messages: usize) -> Arc<Acce
             key: key.into(),
             fingerprint: fingerprint.into(),
             response: StoredResponse {
-                status: 202,
+                status: 201,
                 headers: vec![("content-type".into(), "application/json".into())],
                 body: format!("{{\"fingerprint\":\"{fingerprint}\"}}").into_bytes(),
             },
@@ -183,7 +183,7 @@ async fn a_key_held_elsewhere_fails_alone_and_its_batch_mates_are_accepted() {
             "INSERT INTO orch.idempotency_keys
                (tenant_id, scope, key, fingerprint, response_status, response_headers,
                 response_body, created_at, expires_at)
-             VALUES ($1, 'POST /v1/sms/send', $2, 'other', 202, '[]', '', now(), now() + interval '1 day')",
+             VALUES ($1, 'POST /v1/sms/send', $2, 'other', 201, '[]', '', now(), now() + interval '1 day')",
         )
         .bind(TENANT)
         .bind(key)

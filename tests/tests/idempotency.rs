@@ -40,15 +40,28 @@ async fn a_replay_returns_the_identical_answer_and_stores_nothing_new() {
     let db = TestDatabase::create().await;
     let app = pg_app(&db, Some(redis_url()), &[]).await;
     let first = app.send(&send_body("once"), Some("key-1")).await;
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    assert!(first.headers().get("idempotent-replayed").is_none());
-    let location = first.headers()["location"].clone();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first_headers = first.headers().clone();
     let first_body = first.bytes().await.unwrap();
 
     let again = app.send(&send_body("once"), Some("key-1")).await;
-    assert_eq!(again.status(), StatusCode::ACCEPTED);
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(again.headers()["location"], location);
+    assert_eq!(again.status(), StatusCode::CREATED);
+    // Exactly the first answer: same headers (the ETag too), nothing added;
+    // the legacy sent no Idempotent-Replayed header.
+    let names = |h: &reqwest::header::HeaderMap| -> Vec<String> {
+        let mut n: Vec<String> = h
+            .keys()
+            .filter(|k| *k != "date")
+            .map(|k| k.to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(again.headers()), names(&first_headers));
+    for h in ["location", "etag", "content-type", "x-powered-by"] {
+        assert_eq!(again.headers()[h], first_headers[h], "{h}");
+    }
+    assert!(again.headers().get("idempotent-replayed").is_none());
     assert_eq!(again.bytes().await.unwrap(), first_body, "byte for byte");
 
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 1);
@@ -88,7 +101,7 @@ async fn a_replay_served_from_postgres_alone_is_identical_too() {
         .await
         .unwrap();
     let again = app.send(&send_body("pg truth"), Some("key-flush")).await;
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.bytes().await.unwrap(), first_body);
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 1);
 }
@@ -102,8 +115,12 @@ async fn the_same_key_with_another_body_is_a_422_and_stores_nothing() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let p: Value = r.json().await.unwrap();
     assert_eq!(
-        p["type"],
-        "urn:sms-orchestrator:problem:idempotency-key-reused"
+        p,
+        serde_json::json!({
+            "message": "This Idempotency-Key was already used with a different request body",
+            "error": "Unprocessable Entity",
+            "statusCode": 422
+        })
     );
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 1);
     // Also when the cache is gone and Postgres decides.
@@ -137,10 +154,8 @@ async fn a_key_in_flight_is_a_409_with_retry_after() {
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(res.headers()["retry-after"], "1");
     let p: Value = res.json().await.unwrap();
-    assert_eq!(
-        p["type"],
-        "urn:sms-orchestrator:problem:idempotency-key-in-flight"
-    );
+    assert_eq!(p["statusCode"], 409);
+    assert_eq!(p["error"], "Conflict");
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 0);
 }
 
@@ -152,8 +167,8 @@ async fn a_validation_failure_stores_nothing_so_the_corrected_retry_is_processed
     let r = app.send(&bad, Some("key-4")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = app.send(&send_body("x"), Some("key-4")).await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert!(r.headers().get("idempotent-replayed").is_none());
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 1);
 }
 
 #[tokio::test]
@@ -170,8 +185,7 @@ async fn keys_are_scoped_by_tenant_and_body_key_order_does_not_matter() {
         .send()
         .await
         .unwrap();
-    assert_eq!(other.status(), StatusCode::ACCEPTED);
-    assert!(other.headers().get("idempotent-replayed").is_none());
+    assert_eq!(other.status(), StatusCode::CREATED);
     let b: Value = other.json().await.unwrap();
     assert_ne!(a["id"], b["id"]);
 
@@ -184,7 +198,8 @@ async fn keys_are_scoped_by_tenant_and_body_key_order_does_not_matter() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    // A replay: the first answer's message.
+    assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.json::<Value>().await.unwrap()["id"], a["id"]);
     assert_eq!(count(&db, "SELECT count(*) FROM orch.messages").await, 2);
 }
@@ -199,11 +214,22 @@ async fn an_invalid_or_missing_required_key_is_a_400() {
     let r = app.send(&send_body("x"), None).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let p: Value = r.json().await.unwrap();
-    assert_eq!(
-        p["type"],
-        "urn:sms-orchestrator:problem:idempotency-key-missing"
-    );
+    assert_eq!(p["message"][0], "idempotency-key should not be empty");
     let r = app.send(&send_body("x"), Some(&"k".repeat(256))).await;
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(
+        p["message"][0],
+        "idempotency-key must be 1 to 255 visible ASCII characters"
+    );
+    // A problem document names the header.
+    let r = app
+        .request(reqwest::Method::POST, "/v1/sms/send")
+        .header("Accept", "application/problem+json")
+        .header("Idempotency-Key", "k".repeat(256))
+        .json(&send_body("x"))
+        .send()
+        .await
+        .unwrap();
     let p: Value = r.json().await.unwrap();
     assert_eq!(
         p["type"],
@@ -215,7 +241,8 @@ async fn an_invalid_or_missing_required_key_is_a_400() {
 }
 
 /// 100 copies of one request at once: one message, every answer the
-/// original 202 or a 409, never a second acceptance.
+/// original 201 (first or replayed, byte for byte) or a 409, never a
+/// second acceptance.
 async fn race(apps: &[&TestApp], db: &TestDatabase) -> (usize, usize, usize) {
     let key = "race-key";
     let body = send_body("race");
@@ -225,29 +252,29 @@ async fn race(apps: &[&TestApp], db: &TestDatabase) -> (usize, usize, usize) {
         async move {
             let r = app.send(&body, Some(key)).await;
             let status = r.status();
-            let replayed = r.headers().contains_key("idempotent-replayed");
             let v: Value = r.json().await.unwrap();
-            (status, replayed, v)
+            (status, v)
         }
     });
     let results = futures::future::join_all(requests).await;
-    let mut originals = 0;
-    let mut replays = 0;
+    let mut created = 0;
     let mut conflicts = 0;
     let mut ids = HashSet::new();
-    for (status, replayed, v) in results {
+    for (status, v) in results {
         match status {
-            StatusCode::ACCEPTED if replayed => replays += 1,
-            StatusCode::ACCEPTED => originals += 1,
+            StatusCode::CREATED => created += 1,
             StatusCode::CONFLICT => conflicts += 1,
             other => panic!("unexpected {other}: {v}"),
         }
-        if status == StatusCode::ACCEPTED {
+        if status == StatusCode::CREATED {
             ids.insert(v["id"].as_str().unwrap().to_owned());
         }
     }
+    // One message was written; every other 201 replayed its answer.
+    let originals = usize::try_from(count(db, "SELECT count(*) FROM orch.messages").await).unwrap();
+    let replays = created - originals;
     assert_eq!(originals, 1, "exactly one original acceptance");
-    assert_eq!(ids.len(), 1, "every 202 carries the same message");
+    assert_eq!(ids.len(), 1, "every 201 carries the same message");
     assert_eq!(count(db, "SELECT count(*) FROM orch.messages").await, 1);
     assert_eq!(count(db, "SELECT count(*) FROM orch.outbox").await, 1);
     println!("race: {originals} original, {replays} replayed, {conflicts} in flight (409)");
@@ -289,24 +316,29 @@ async fn the_embedded_default_has_the_same_semantics() {
     let first = app.send(&send_body("embedded"), Some("e-1")).await;
     let first_body = first.bytes().await.unwrap();
     let again = app.send(&send_body("embedded"), Some("e-1")).await;
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.bytes().await.unwrap(), first_body);
     let other = app.send(&send_body("changed"), Some("e-1")).await;
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = send_body("r");
     let results = futures::future::join_all((0..50).map(|_| app.send(&body, Some("e-2")))).await;
-    let originals = results
-        .iter()
-        .filter(|r| {
-            r.status() == StatusCode::ACCEPTED && !r.headers().contains_key("idempotent-replayed")
-        })
-        .count();
-    assert_eq!(originals, 1);
     assert!(
         results
             .iter()
-            .all(|r| r.status() == StatusCode::ACCEPTED || r.status() == StatusCode::CONFLICT)
+            .all(|r| r.status() == StatusCode::CREATED || r.status() == StatusCode::CONFLICT)
     );
+    let mut ids = HashSet::new();
+    for r in results
+        .into_iter()
+        .filter(|r| r.status() == StatusCode::CREATED)
+    {
+        ids.insert(r.json::<Value>().await.unwrap()["id"].to_string());
+    }
+    assert_eq!(ids.len(), 1, "one message; the other 201s replayed it");
+    let accepted = app
+        .metric(r#"orchestrator_messages_accepted_total{encoding="GSM-7",route="/v1/sms/send"}"#)
+        .await;
+    assert_eq!(accepted, 2.0, "e-1 and e-2: two messages accepted");
 }
 
 #[tokio::test]
@@ -326,8 +358,7 @@ async fn after_the_ttl_a_key_is_new_again_and_the_reaper_removes_rows() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let second = app.send(&send_body("ttl"), Some("ttl-key")).await;
-    assert_eq!(second.status(), StatusCode::ACCEPTED);
-    assert!(second.headers().get("idempotent-replayed").is_none());
+    assert_eq!(second.status(), StatusCode::CREATED);
     let second: Value = second.json().await.unwrap();
     assert_ne!(first["id"], second["id"]);
     let reaped = eventually(Duration::from_secs(5), || async {
@@ -350,7 +381,12 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
         database_url: Some(db.url.clone()),
         redis: Some(redis_url()),
         nats: Some(nats),
-        args: vec!["--idempotency-lock-ttl=2s".into()],
+        // A Redis call slower than the default 10 ms budget under load would
+        // skip the fast path this test is about.
+        args: vec![
+            "--idempotency-lock-ttl=5s".into(),
+            "--redis-timeout=2s".into(),
+        ],
         ..Options::default()
     })
     .await;
@@ -405,7 +441,12 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
     let restarted = TestApp::spawn(Options {
         database_url: Some(db.url.clone()),
         redis: Some(redis_url()),
-        args: vec!["--idempotency-lock-ttl=2s".into()],
+        // A Redis call slower than the default 10 ms budget under load would
+        // skip the fast path this test is about.
+        args: vec![
+            "--idempotency-lock-ttl=5s".into(),
+            "--redis-timeout=2s".into(),
+        ],
         ..Options::default()
     })
     .await;
@@ -416,9 +457,9 @@ async fn a_process_killed_before_commit_leaves_nothing_and_a_retry_succeeds_afte
     // Still marked in flight until the lock TTL passes.
     let early = restarted.send(&send_body("crash"), Some("crash-key")).await;
     assert_eq!(early.status(), StatusCode::CONFLICT);
-    let ok = eventually(Duration::from_secs(5), || async {
+    let ok = eventually(Duration::from_secs(10), || async {
         let r = restarted.send(&send_body("crash"), Some("crash-key")).await;
-        (r.status() == StatusCode::ACCEPTED).then_some(())
+        (r.status() == StatusCode::CREATED).then_some(())
     })
     .await;
     assert!(ok.is_some(), "retry accepted after the lock TTL");

@@ -355,9 +355,9 @@ async fn the_catalogue_matches_what_is_emitted() {
     assert_eq!(readyz.status(), StatusCode::OK);
     let key = unique("key-");
     let sent = app.send(&send_body("catalogue"), Some(&key)).await;
-    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    assert_eq!(sent.status(), StatusCode::CREATED);
     let replayed = app.send(&send_body("catalogue"), Some(&key)).await;
-    assert_eq!(replayed.status(), StatusCode::ACCEPTED);
+    assert_eq!(replayed.status(), StatusCode::CREATED);
     let invalid = app.send(&json!({"to": "+447700900123"}), None).await;
     assert!(invalid.status().is_client_error());
     let unauthenticated = app
@@ -386,7 +386,7 @@ async fn the_catalogue_matches_what_is_emitted() {
         .send()
         .await
         .unwrap();
-    assert_eq!(shadow.status(), StatusCode::ACCEPTED);
+    assert_eq!(shadow.status(), StatusCode::CREATED);
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     js.publish(nats.status_subject(), "not an event".into())
         .await
@@ -520,11 +520,10 @@ async fn a_known_sequence_of_requests_gives_exact_counts_mirrored_by_the_aliases
         (send_body(&gsm_two_segments), None),
         (send_body("Привет"), None),
     ] {
-        assert_eq!(app.send(&body, key).await.status(), StatusCode::ACCEPTED);
+        assert_eq!(app.send(&body, key).await.status(), StatusCode::CREATED);
     }
     let replay = app.send(&send_body("Hello"), Some(&key)).await;
-    assert_eq!(replay.status(), StatusCode::ACCEPTED);
-    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.status(), StatusCode::CREATED);
     for _ in 0..2 {
         let missing_body = json!({"to": "+447700900123", "from": "Acme"});
         assert!(
@@ -648,7 +647,7 @@ async fn scrape_after_one_send(args: &[&str]) -> Scrape {
     .await;
     assert_eq!(
         app.send(&send_body("alias"), None).await.status(),
-        StatusCode::ACCEPTED
+        StatusCode::CREATED
     );
     scrape(&app).await
 }
@@ -723,7 +722,7 @@ async fn readyz_with_redis_down_is_ready_and_says_redis_is_degraded() {
     let r = app
         .send(&send_body("no redis"), Some(&unique("key-")))
         .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.status(), StatusCode::CREATED);
     let s = scrape(&app).await;
     let up = |d| s.value("orchestrator_dependency_up", &[("dependency", d)]);
     assert_eq!((up("database"), up("redis"), up("nats")), (1.0, 0.0, 1.0));
@@ -807,12 +806,19 @@ async fn the_correlation_id_follows_kong_then_envoy_then_a_new_one_into_logs_and
             request = request.header(*name, *value);
         }
         let r = request.send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "{headers:?}");
-        let echoed = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+        assert_eq!(r.status(), StatusCode::CREATED, "{headers:?}");
+        // Not echoed on the answer (the legacy sent no such header)…
+        assert!(r.headers().get("x-correlation-id").is_none());
         let id = r.json::<Value>().await.unwrap()["id"]
             .as_str()
             .unwrap()
             .to_owned();
+        // …but carried into the log lines and the event.
+        let accepted = await_log_lines(&app, 1, |l| {
+            l["message"] == "message accepted" && l["message_id"] == id.as_str()
+        })
+        .await;
+        let echoed = accepted[0]["correlation_id"].as_str().unwrap().to_owned();
         match expected {
             Some(e) => assert_eq!(echoed, e, "{headers:?}"),
             None => {
@@ -829,7 +835,7 @@ async fn the_correlation_id_follows_kong_then_envoy_then_a_new_one_into_logs_and
         let line = &request_lines[0];
         assert_eq!(request_lines.len(), 1, "{request_lines:?}");
         assert_eq!(line["route"], "/v1/sms/send", "{line}");
-        assert_eq!(line["status"], 202, "{line}");
+        assert_eq!(line["status"], 201, "{line}");
         assert_eq!(line["tenant"], app.tenant.as_str(), "{line}");
         assert_eq!(line["outcome"], "ok", "{line}");
         assert_eq!(line["traffic"], "live", "{line}");
@@ -837,12 +843,6 @@ async fn the_correlation_id_follows_kong_then_envoy_then_a_new_one_into_logs_and
             line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
             "{line}"
         );
-        // The accepted message names the same id.
-        let accepted = await_log_lines(&app, 1, |l| {
-            l["message"] == "message accepted" && l["message_id"] == id.as_str()
-        })
-        .await;
-        assert_eq!(accepted[0]["correlation_id"], echoed.as_str());
     }
 
     // The event carries it too (payload field and header).
@@ -891,7 +891,7 @@ async fn logs_mask_phone_numbers_and_never_contain_bodies_or_tokens() {
             Some(&unique("key-")),
         )
         .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.status(), StatusCode::CREATED);
     let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -914,7 +914,7 @@ async fn logs_mask_phone_numbers_and_never_contain_bodies_or_tokens() {
             None,
         )
         .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.status(), StatusCode::CREATED);
     // Refused by authentication, with a forged token.
     let r = app
         .http
@@ -998,7 +998,7 @@ async fn a_real_scrape_passes_promtool_check_metrics() {
         app.send(&send_body("lint"), Some("lint-key"))
             .await
             .status(),
-        StatusCode::ACCEPTED
+        StatusCode::CREATED
     );
     assert!(app.send(&json!({}), None).await.status().is_client_error());
     app.http
@@ -1328,7 +1328,7 @@ async fn kong_consumer_headers_are_in_the_request_line_at_the_default_level() {
         .send()
         .await
         .unwrap();
-    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    assert_eq!(accepted.status(), StatusCode::CREATED);
     let refused = app
         .http
         .post(format!("{}/v1/sms/send", app.api))

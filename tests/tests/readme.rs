@@ -108,7 +108,7 @@ async fn the_readme_run_command_ends_in_an_accepted_sms_that_get_shows() {
         .output()
         .expect("curl runs");
     let response = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     let location = response
         .lines()
         .find_map(|l| l.strip_prefix("location: "))

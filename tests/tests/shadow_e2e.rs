@@ -113,7 +113,7 @@ async fn clients_get_the_primarys_bytes_and_the_diff_log_shows_only_documented_d
     }
 
     // A bulk request with one invalid item, and an invalid send: both
-    // systems reject what is invalid, each in its own error format.
+    // systems reject what is invalid, in the same words.
     let bulk = json!({
         "defaults": {"from": "Acme", "body": "Your order has shipped"},
         "messages": [{"to": "+447700900001"}, {"to": "not-a-number"}, {"to": "+447700900003"}, {"to": "+447700900004"}]
@@ -165,11 +165,28 @@ async fn clients_get_the_primarys_bytes_and_the_diff_log_shows_only_documented_d
                 .is_some_and(|c| c.starts_with("e2e-"))
         );
     }
+    // The shipped rules accept no contract change: nothing was explained
+    // away but value noise.
     assert!(
         records
             .iter()
-            .any(|r| r.envelope.as_deref() == Some("nest-error-vs-problem"))
+            .all(|r| r.accepted_changes().next().is_none() && r.envelope.is_none()),
+        "a contract change accepted by the shipped rules"
     );
+    // The orchestrator answers in the legacy's own terms now: no record
+    // needs an envelope class or a status class to look alike, and the
+    // invalid send's two error bodies are identical.
+    for record in &records {
+        assert!(record.envelope.is_none(), "{record:?}");
+        let status = record.status.as_ref().expect("an HTTP record");
+        assert_eq!(status.primary, status.candidate);
+        assert!(status.noise.is_none());
+    }
+    let invalid = records
+        .iter()
+        .find(|r| r.correlation_id.as_deref() == Some("e2e-invalid"))
+        .expect("the invalid send's record");
+    assert_eq!(invalid.verdict, compare::Verdict::Same, "{invalid:?}");
 
     // Nothing personal or secret in the diff log.
     let log = std::fs::read_to_string(s.proxy.diff_log()).expect("diff log");

@@ -35,7 +35,7 @@ async fn send_shadow(app: &TestApp, text: &str) {
         .send()
         .await
         .expect("shadow send");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.status(), StatusCode::CREATED);
 }
 
 async fn ids_in(url: &str, stream: &str, subject: &str) -> Vec<String> {

@@ -279,10 +279,12 @@ async fn a_full_in_flight_budget_drops_copies_instead_of_queueing_them() {
 #[tokio::test]
 async fn reloads_do_not_add_room_beside_copies_still_in_flight() {
     let legacy = Legacy::spawn(&[]).await;
-    let stalled = Stub::start(Behaviour::Slow(Duration::from_secs(3))).await;
+    // Stalled for longer than the test runs, even on a loaded machine: the
+    // first two copies hold their slots throughout.
+    let stalled = Stub::start(Behaviour::Slow(Duration::from_secs(30))).await;
     let mut config = ProxyConfig::new(&legacy.addr, Some(&stalled.addr.to_string()));
     config.max_in_flight = 2;
-    config.timeout = "10s".into();
+    config.timeout = "60s".into();
     let mut proxy = Proxy::spawn(config.clone()).await;
     let http = http_client();
 

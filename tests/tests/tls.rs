@@ -180,7 +180,7 @@ async fn redis_over_tls_with_an_acl_user() {
     let r = app
         .send(&send_body("keyed over TLS"), Some("tls-key-1"))
         .await;
-    assert_eq!(r.status(), 202);
+    assert_eq!(r.status(), 201);
     assert_eq!(
         app.metric("orchestrator_idempotency_fast_path_errors_total")
             .await,
@@ -404,7 +404,7 @@ async fn the_jwks_over_https_with_a_private_ca() {
         .unwrap();
     assert_eq!(
         r.status(),
-        202,
+        201,
         "a token signed by the https JWKS key verifies"
     );
 

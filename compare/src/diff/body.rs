@@ -2,7 +2,12 @@
 //!
 //! Equal subtrees cost one comparison per node and no allocation; rules are
 //! consulted only where the values differ (and at arrays, when set rules
-//! exist), so typical "same" responses stay in the fast path.
+//! exist; at every node, when `ignore` rules exist), so typical "same"
+//! responses stay in the fast path.
+//!
+//! An ignored subtree is not compared further, but when it differs it is
+//! recorded once, as noise attributed to its `ignore` rule: a report shows
+//! what each rule explained away.
 
 use std::collections::HashSet;
 
@@ -11,8 +16,8 @@ use serde_json::{Number, Value};
 
 use super::json::{self, Json};
 use crate::record::{BodyDiff, DiffKind, MAX_BODY_DIFFS};
-use crate::rules::RuleSet;
 use crate::rules::pointer::{PathSeg, render};
+use crate::rules::{Explanation, RuleSet};
 
 /// Text bodies longer than this are cut in diff records.
 const MAX_TEXT_CHARS: usize = 2048;
@@ -112,34 +117,55 @@ impl<'r> BodyWalk<'r> {
         match (primary, candidate) {
             (ParsedBody::Empty, ParsedBody::Empty) => {}
             (ParsedBody::Json(p), ParsedBody::Json(c)) => self.walk(&mut Vec::new(), p, c),
-            (ParsedBody::Text(p), ParsedBody::Text(c)) => {
-                if p != c {
-                    self.record(
-                        &path,
-                        DiffKind::Changed,
-                        primary.to_value(),
-                        candidate.to_value(),
-                        None,
-                    );
+            _ => {
+                if let Some(kind) = whole_body_kind(primary, candidate) {
+                    self.record(&path, kind, primary.to_value(), candidate.to_value(), None);
                 }
             }
-            (ParsedBody::Empty, _) => {
-                self.record(&path, DiffKind::Added, None, candidate.to_value(), None)
+        }
+    }
+
+    /// Records the whole bodies as one difference explained by `e` (an
+    /// envelope class, `ignore_body`), when they differ. `values`: keep
+    /// both bodies as the example (small error bodies), or not.
+    pub fn explain_whole(
+        &mut self,
+        primary: &ParsedBody<'_>,
+        candidate: &ParsedBody<'_>,
+        e: Explanation,
+        values: bool,
+    ) {
+        let kind = match (primary, candidate) {
+            (ParsedBody::Json(p), ParsedBody::Json(c)) => {
+                (!values_equal(p, c)).then_some(DiffKind::Changed)
             }
-            (_, ParsedBody::Empty) => {
-                self.record(&path, DiffKind::Removed, primary.to_value(), None, None)
-            }
-            _ => self.record(
-                &path,
-                DiffKind::Type,
-                primary.to_value(),
-                candidate.to_value(),
-                None,
-            ),
+            _ => whole_body_kind(primary, candidate),
+        };
+        if let Some(kind) = kind {
+            let (p, c) = if values {
+                (primary.to_value(), candidate.to_value())
+            } else {
+                (None, None)
+            };
+            self.record(&[], kind, p, c, Some(e));
         }
     }
 
     fn walk<'v>(&mut self, path: &mut Vec<PathSeg<'v>>, p: &'v Json<'v>, c: &'v Json<'v>) {
+        if !self.rules.ignore.is_empty()
+            && let Some(ignore) = self.rules.ignored_by(path)
+        {
+            if !values_equal(p, c) {
+                let kind = if std::mem::discriminant(p) == std::mem::discriminant(c) {
+                    DiffKind::Changed
+                } else {
+                    DiffKind::Type
+                };
+                let e = ignore.explanation();
+                self.record(path, kind, Some(p.to_value()), Some(c.to_value()), Some(e));
+            }
+            return;
+        }
         match (p, c) {
             (Json::Object(pm), Json::Object(cm)) => {
                 // Same serialiser, same member order: look at the same
@@ -254,20 +280,18 @@ impl<'r> BodyWalk<'r> {
         p: Option<&Json<'_>>,
         c: Option<&Json<'_>>,
     ) {
-        // Checked before converting values, which allocates.
-        if self.rules.is_ignored(path) {
-            return;
-        }
-        let noise = match (p, c) {
-            (Some(p), Some(c)) => self.rules.noise_for(path, p, c).map(str::to_owned),
-            _ => None,
+        let explanation = match (p, c) {
+            (Some(p), Some(c)) => self.rules.explain(path, p, c),
+            // A member on one side only: an `ignore` rule may cover it
+            // (walk() stops at ignored nodes both sides have).
+            _ => self.rules.ignored_by(path).map(|i| i.explanation()),
         };
         self.record(
             path,
             kind,
             p.map(Json::to_value),
             c.map(Json::to_value),
-            noise,
+            explanation,
         );
     }
 
@@ -277,29 +301,42 @@ impl<'r> BodyWalk<'r> {
         kind: DiffKind,
         primary: Option<Value>,
         candidate: Option<Value>,
-        mut noise: Option<String>,
+        explanation: Option<Explanation>,
     ) {
-        if self.rules.is_ignored(path) {
-            return;
-        }
         let pointer = render(path);
-        if noise.is_none()
-            && let Some(noisy) = self.secondary_noise
-            && is_under_any(&pointer, noisy)
-        {
-            noise = Some("secondary".to_owned());
-        }
-        self.push(BodyDiff {
+        let mut diff = BodyDiff {
             pointer,
             kind,
             primary,
             candidate,
-            noise,
-        });
+            noise: None,
+            accepted: None,
+            rule: None,
+        };
+        match explanation {
+            Some(e) => {
+                if e.change {
+                    diff.accepted = Some(e.label);
+                } else {
+                    diff.noise = Some(e.label);
+                }
+                diff.rule = Some(e.rule);
+            }
+            None => {
+                if let Some(noisy) = self.secondary_noise
+                    && is_under_any(&diff.pointer, noisy)
+                {
+                    diff.noise = Some("secondary".to_owned());
+                    diff.rule = Some("secondary".to_owned());
+                }
+            }
+        }
+        self.push(diff);
     }
 
-    /// Keeps at most [`MAX_BODY_DIFFS`]; a real difference evicts a noise
-    /// one, so the verdict never loses a real difference to truncation.
+    /// Keeps at most [`MAX_BODY_DIFFS`]; a difference that is not noise
+    /// evicts a noise one, so the verdict never loses a real difference (or
+    /// an accepted change) to truncation.
     fn push(&mut self, diff: BodyDiff) {
         if self.diffs.len() < MAX_BODY_DIFFS {
             self.diffs.push(diff);
@@ -311,6 +348,17 @@ impl<'r> BodyWalk<'r> {
         {
             *slot = diff;
         }
+    }
+}
+
+/// How two bodies that are not both JSON differ, if they do.
+fn whole_body_kind(primary: &ParsedBody<'_>, candidate: &ParsedBody<'_>) -> Option<DiffKind> {
+    match (primary, candidate) {
+        (ParsedBody::Empty, ParsedBody::Empty) => None,
+        (ParsedBody::Text(p), ParsedBody::Text(c)) => (p != c).then_some(DiffKind::Changed),
+        (ParsedBody::Empty, _) => Some(DiffKind::Added),
+        (_, ParsedBody::Empty) => Some(DiffKind::Removed),
+        _ => Some(DiffKind::Type),
     }
 }
 

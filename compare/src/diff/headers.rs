@@ -1,5 +1,8 @@
-//! Header comparison: ignored names skipped, values compared as the list of
-//! all values of a name, normalisers consulted only when raw values differ.
+//! Header comparison: ignored names skipped (they are framing, edge or
+//! server-identity headers, not part of the API), values compared as the
+//! list of all values of a name, normalisers consulted only when raw values
+//! differ. A header present on one side only is always a difference: a
+//! normaliser explains values, never absence.
 
 use std::collections::HashSet;
 
@@ -7,7 +10,7 @@ use http::HeaderMap;
 use http::header::{GetAll, HeaderValue};
 
 use crate::record::{DiffKind, HeaderDiff};
-use crate::rules::RuleSet;
+use crate::rules::{Explanation, RuleSet};
 
 pub(crate) fn compare(
     rules: &RuleSet,
@@ -31,12 +34,13 @@ pub(crate) fn compare(
             continue;
         }
         let (p, c) = (join(pv), join(cv));
-        let noise = rules
-            .header_normalize
-            .iter()
-            .find(|n| n.header.matches(key) && n.normalise(&p) == n.normalise(&c))
-            .map(|_| format!("normalize:{key}"));
-        out.push(diff(key, DiffKind::Changed, Some(p), Some(c), noise));
+        let mut d = diff(key, DiffKind::Changed, Some(p), Some(c), None);
+        if let (Some(p), Some(c)) = (&d.primary, &d.candidate)
+            && let Some(e) = rules.explain_header(key, p, c)
+        {
+            explain(&mut d, e);
+        }
+        out.push(d);
     }
     for name in candidate.keys() {
         let key = name.as_str();
@@ -52,13 +56,27 @@ pub(crate) fn compare(
         ));
     }
     if let Some(noisy) = secondary_noise {
-        for d in out.iter_mut().filter(|d| d.noise.is_none()) {
+        for d in out
+            .iter_mut()
+            .filter(|d| d.noise.is_none() && d.accepted.is_none())
+        {
             if noisy.contains(&d.name) {
                 d.noise = Some("secondary".to_owned());
+                d.rule = Some("secondary".to_owned());
             }
         }
     }
     out
+}
+
+/// Marks a header difference as explained.
+pub(crate) fn explain(d: &mut HeaderDiff, e: Explanation) {
+    if e.change {
+        d.accepted = Some(e.label);
+    } else {
+        d.noise = Some(e.label);
+    }
+    d.rule = Some(e.rule);
 }
 
 fn diff(
@@ -74,6 +92,8 @@ fn diff(
         primary,
         candidate,
         noise,
+        accepted: None,
+        rule: None,
     }
 }
 

@@ -4,11 +4,15 @@
 //! 1. find the route and its compiled rules;
 //! 2. parse both bodies once;
 //! 3. statuses: an envelope class (legacy error body ≡ problem+json) or a
-//!    status class may make different statuses equivalent;
+//!    status class may accept different statuses as a contract change;
 //! 4. headers: ignored names skipped, normalisers applied to differing values;
 //! 5. bodies: both trees walked in step, differences checked against ignore
 //!    paths, set rules and shape matchers;
 //! 6. verdict, latencies and (when it differs) the request snapshot.
+//!
+//! Every explained difference names the rule that explained it (`rule`),
+//! and says whether it is value noise (`noise`) or a contract change an
+//! operator accepted (`accepted`).
 //!
 //! The record is not redacted here: pass it through a [`crate::Redactor`]
 //! (or write it with [`crate::DiffLogWriter`], which does) before storing it.
@@ -28,7 +32,12 @@ use crate::exchange::{Exchange, RecordedRequest, RecordedResponse, correlation_i
 use crate::record::{
     DiffRecord, Latency, RequestSnapshot, SCHEMA_VERSION, Side, StatusDiff, Verdict,
 };
-use crate::rules::{RuleSet, Rules};
+use crate::rules::{EnvelopeClass, RuleSet, Rules};
+
+/// Bodies larger than this (both together) are not kept as the example of
+/// an envelope class: error envelopes are small, and a record stays one
+/// modest line.
+const MAX_ENVELOPE_EXAMPLE_BYTES: usize = 16 * 1024;
 
 /// When a record carries the request (for "copy as curl").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,7 +131,7 @@ impl Differ {
         let (route, rules) = self.rules.route(&request.method, &request.path);
         // Identical bytes need no parsing unless an envelope class could
         // apply to these statuses (it inspects the bodies).
-        let skip_bodies = rules.ignore_body
+        let skip_bodies = rules.ignore_body.is_some()
             || (primary.body == candidate.body
                 && !rules.envelope_may_apply(primary.status.as_u16(), candidate.status.as_u16()));
         let (p_body, c_body) = if skip_bodies {
@@ -137,17 +146,16 @@ impl Differ {
         let (status, envelope) = if request.is_event() {
             (None, None)
         } else {
-            let (status, envelope) = compare_status(rules, primary, candidate, &p_body, &c_body);
-            let status = status.map(|mut s| {
-                if s.noise.is_none()
-                    && s.primary != s.candidate
-                    && secondary.is_some_and(|n| n.status)
-                {
-                    s.noise = Some("secondary".to_owned());
-                }
-                s
-            });
-            (status, envelope)
+            let (mut status, envelope) =
+                compare_status(rules, primary, candidate, &p_body, &c_body);
+            if status.primary != status.candidate
+                && status.accepted.is_none()
+                && secondary.is_some_and(|n| n.status)
+            {
+                status.noise = Some("secondary".to_owned());
+                status.rule = Some("secondary".to_owned());
+            }
+            (Some(status), envelope)
         };
 
         let mut headers = headers::compare(
@@ -156,18 +164,33 @@ impl Differ {
             &candidate.headers,
             secondary.map(|n| &n.headers),
         );
-        if let Some(name) = &envelope {
+        if let Some(class) = envelope {
             // The two envelopes are different media types by definition.
             for diff in headers
                 .iter_mut()
-                .filter(|d| d.name == "content-type" && d.noise.is_none())
+                .filter(|d| d.name == "content-type" && d.noise.is_none() && d.accepted.is_none())
             {
-                diff.noise = Some(format!("envelope:{name}"));
+                headers::explain(diff, class.explanation());
             }
         }
 
         let mut walk = BodyWalk::new(rules, secondary.map(|n| &n.body));
-        if envelope.is_none() {
+        if let Some(class) = envelope {
+            // Not compared field by field; kept whole, as the example of
+            // what the class accepted.
+            let small = primary.body.len() + candidate.body.len() <= MAX_ENVELOPE_EXAMPLE_BYTES;
+            walk.explain_whole(&p_body, &c_body, class.explanation(), small);
+        } else if let Some(rule) = &rules.ignore_body {
+            if primary.body != candidate.body {
+                let e = crate::rules::Explanation::ignore_body(rule);
+                walk.explain_whole(
+                    &ParsedBody::Text(&primary.body),
+                    &ParsedBody::Text(&candidate.body),
+                    e,
+                    false,
+                );
+            }
+        } else {
             walk.compare(&p_body, &c_body);
         }
 
@@ -177,7 +200,7 @@ impl Differ {
         record.headers = headers;
         record.body = walk.diffs;
         record.truncated = walk.truncated;
-        record.envelope = envelope;
+        record.envelope = envelope.map(|class| class.name.clone());
         record.latency_ms = Some(Latency {
             primary: primary.latency.as_secs_f64() * 1000.0,
             candidate: candidate.latency.as_secs_f64() * 1000.0,
@@ -264,16 +287,17 @@ impl Differ {
     }
 }
 
-/// Compares statuses. Returns the status pair (noise set when a rule
-/// explains the difference) and, when both bodies fit an envelope class with
-/// the same effective status, the class name (bodies are then not compared).
-fn compare_status(
-    rules: &RuleSet,
+/// Compares statuses. Returns the status pair (`accepted` set when a
+/// status or envelope class accepts the difference) and, when both bodies
+/// fit an envelope class with the same effective status, the class (bodies
+/// are then not compared field by field).
+fn compare_status<'r>(
+    rules: &'r RuleSet,
     primary: &RecordedResponse,
     candidate: &RecordedResponse,
     p_body: &ParsedBody<'_>,
     c_body: &ParsedBody<'_>,
-) -> (Option<StatusDiff>, Option<String>) {
+) -> (StatusDiff, Option<&'r EnvelopeClass>) {
     let (ps, cs) = (primary.status.as_u16(), candidate.status.as_u16());
     let (p_ct, c_ct) = (
         content_type(&primary.headers),
@@ -284,25 +308,30 @@ fn compare_status(
         let c = class.candidate.effective_status(cs, c_ct, c_body.json());
         matches!((p, c), (Some(p), Some(c)) if p == c)
     });
-    let noise = if ps == cs {
+    let explanation = if ps == cs {
         None
     } else if let Some(class) = envelope {
-        Some(format!("envelope:{}", class.name))
+        Some(class.explanation())
     } else {
         rules
             .status_classes
             .iter()
             .find(|class| class.admits(ps, cs))
-            .map(|class| format!("status-class:{}", class.name))
+            .map(|class| class.explanation())
     };
-    (
-        Some(StatusDiff {
-            primary: ps,
-            candidate: cs,
-            noise,
-        }),
-        envelope.map(|class| class.name.clone()),
-    )
+    let mut status = StatusDiff {
+        primary: ps,
+        candidate: cs,
+        noise: None,
+        accepted: None,
+        rule: None,
+    };
+    if let Some(e) = explanation {
+        // Status and envelope classes are contract changes by definition.
+        status.accepted = Some(e.label);
+        status.rule = Some(e.rule);
+    }
+    (status, envelope)
 }
 
 /// The request as a record value (not yet redacted).

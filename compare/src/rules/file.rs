@@ -87,16 +87,25 @@ impl Default for RuleSetSpec {
 }
 
 /// The shape both values must have for a difference to be noise.
+///
+/// The id and timestamp shapes explain *value* noise only: both values must
+/// have the same format ([`crate::rules::shape::IdFormat`],
+/// [`crate::rules::shape::TimestampFormat`]). Values of different formats
+/// (an ObjectId and a UUIDv7, milliseconds and microseconds) stay real
+/// differences unless the matcher says `accept_format_change = true`; they
+/// are then reported as an accepted contract change, never as noise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ShapeSpec {
-    /// Both are ids of any generated kind (UUID, ULID, ObjectId, hex,
-    /// prefixed); the kinds may differ.
+    /// Both are generated ids (UUID, ULID, ObjectId, hex, prefixed) of the
+    /// same format.
     Id,
+    /// Both are UUIDs of the same version.
     Uuid,
     Ulid,
     ObjectId,
-    /// Both are RFC 3339 timestamps within `tolerance` (default `5s`).
+    /// Both are RFC 3339 timestamps of the same layout within `tolerance`
+    /// (default `5s`).
     Timestamp,
     /// Both are numbers within `tolerance` (absolute) or `relative`.
     Number,
@@ -128,6 +137,12 @@ pub struct MatcherSpec {
     /// For `pattern`: the regular expression both values must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
+    /// For the id and timestamp shapes: values of different formats are
+    /// accepted too, as a contract change (`format-change:<pointer>`) that
+    /// `compare report` lists apart and the gate refuses unless
+    /// acknowledged. Never in shipped defaults.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_format_change: bool,
     /// Why this rule exists (shown nowhere else; for reviewers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -139,17 +154,27 @@ pub struct HeaderNormalizeSpec {
     /// Header name (case-insensitive, `*` globs allowed).
     pub header: String,
     /// Replace id-like path segments (UUID, ObjectId, numbers…) by `{id}`.
+    /// Value noise when the ids on both sides have the same format.
     #[serde(default)]
     pub ids: bool,
+    /// Compare case-insensitively: a contract change (a client comparing
+    /// the value sees it), reported as `header-normalize:<header>`.
     #[serde(default)]
     pub lowercase: bool,
     /// Drop `;`-parameters (`application/json; charset=utf-8` →
-    /// `application/json`).
+    /// `application/json`): a contract change, reported as
+    /// `header-normalize:<header>`.
     #[serde(default)]
     pub strip_params: bool,
     /// Regex replacement applied last: `{ pattern = "…", with = "…" }`.
+    /// Value noise: meant for values generated per response (an ETag's
+    /// hash, a length) whose layout the pattern still pins.
     #[serde(default)]
     pub replace: Option<ReplaceSpec>,
+    /// With `ids`: ids of different formats are accepted too, as a
+    /// contract change (`header-normalize:<header>`).
+    #[serde(default)]
+    pub accept_format_change: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -161,7 +186,8 @@ pub struct ReplaceSpec {
 }
 
 /// Primary statuses in `primary` are equivalent to candidate statuses in
-/// `candidate`.
+/// `candidate`. Always a contract change (`status-class:<name>`): listed
+/// apart in reports and refused by the gate unless acknowledged.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusClassSpec {
@@ -173,6 +199,8 @@ pub struct StatusClassSpec {
 /// Two error formats that say the same thing: when the primary's response
 /// fits `primary` and the candidate's fits `candidate`, the bodies are not
 /// compared field by field and only the effective statuses must agree.
+/// Always a contract change (`envelope-class:<name>`): listed apart in
+/// reports and refused by the gate unless acknowledged.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeClassSpec {

@@ -5,6 +5,19 @@
 //! tolerances) into a ready-to-match form and merges `[defaults]` into each
 //! route section, so that a diff does no parsing and no allocation to decide
 //! which rule applies.
+//!
+//! A rule explains a difference in one of two ways ([`Explanation`]):
+//! - **value noise**: values that differ between any two correct runs of
+//!   the same system (generated ids of the same format, timestamps of the
+//!   same layout within a tolerance, per-response header values);
+//! - **accepted contract change**: a difference a client could notice that
+//!   an operator knowingly accepts (status classes, envelope classes,
+//!   `Content-Type` normalisation, ids or timestamps of another format).
+//!   Reports list these apart and the gate refuses them unless the run
+//!   acknowledges each one.
+//!
+//! Every compiled rule knows where it was written (`[defaults] match
+//! /**/created_at`), so a diff record can say which rule explained what.
 
 pub mod file;
 mod header;
@@ -27,9 +40,45 @@ use pointer::{PathSeg, PointerPattern};
 pub use route::RouteTemplate;
 pub(crate) use route::event_method;
 
-/// The rules shipped with the tool, covering the known api-gateway ↔
-/// orchestrator differences.
+/// The rules shipped with the tool: value noise only (see the file's
+/// comments for each entry).
 pub const DEFAULT_RULES_TOML: &str = include_str!("../../rules/default.toml");
+
+/// Why a difference does not count as unexplained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Explanation {
+    /// Short label: `shape:id`, `timestamp±5000ms` for noise;
+    /// `status-class:send-accepted`, `format-change:/id` for a contract
+    /// change (the name the gate's acknowledgement uses).
+    pub label: String,
+    /// The rule entry: `[defaults] match /**/created_at`.
+    pub rule: String,
+    /// An accepted contract change rather than value noise.
+    pub change: bool,
+}
+
+impl Explanation {
+    fn noise(label: impl Into<String>, rule: &str) -> Self {
+        Self {
+            label: label.into(),
+            rule: rule.to_owned(),
+            change: false,
+        }
+    }
+
+    fn change(label: impl Into<String>, rule: &str) -> Self {
+        Self {
+            label: label.into(),
+            rule: rule.to_owned(),
+            change: true,
+        }
+    }
+
+    /// Bodies not compared on a route with `ignore_body = true`.
+    pub fn ignore_body(rule: &str) -> Self {
+        Self::noise("ignore-body", rule)
+    }
+}
 
 /// A compiled rules file.
 #[derive(Debug, Clone)]
@@ -49,13 +98,36 @@ struct Route {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleSet {
     pub ignore_headers: HeaderMatcher,
-    pub ignore: Vec<PointerPattern>,
+    pub ignore: Vec<IgnoreRule>,
     pub sets: Vec<PointerPattern>,
     pub matchers: Vec<Matcher>,
     pub header_normalize: Vec<HeaderNormalizer>,
     pub status_classes: Vec<StatusClass>,
     pub envelope_classes: Vec<EnvelopeClass>,
-    pub ignore_body: bool,
+    /// Where `ignore_body = true` was set, if anywhere.
+    pub ignore_body: Option<String>,
+}
+
+/// A compiled `ignore` entry: differences at or below it are recorded as
+/// noise (so reports show what was ignored), not compared further.
+#[derive(Debug, Clone)]
+pub(crate) struct IgnoreRule {
+    pattern: PointerPattern,
+    pub rule: String,
+}
+
+impl IgnoreRule {
+    pub fn explanation(&self) -> Explanation {
+        Explanation::noise("ignore", &self.rule)
+    }
+}
+
+/// `[defaults]` or `[routes."POST /v1/sms/send"]`: where a rule was written.
+fn section_name(route: Option<&str>) -> String {
+    match route {
+        None => "[defaults]".to_owned(),
+        Some(template) => format!("[routes.{template:?}]"),
+    }
 }
 
 impl Rules {
@@ -93,15 +165,18 @@ impl Rules {
         if file.version != 1 {
             return Err(RulesError::Version(file.version));
         }
-        let defaults = RuleSet::compile(&file.defaults, None)?;
+        let defaults = RuleSet::compile(&[(&file.defaults, section_name(None))])?;
         let mut routes = file
             .routes
             .iter()
             .map(|(template, spec)| {
-                let inherited = spec.inherit.then_some(&file.defaults);
+                let mut specs = vec![(spec, section_name(Some(template)))];
+                if spec.inherit {
+                    specs.push((&file.defaults, section_name(None)));
+                }
                 Ok(Route {
                     template: RouteTemplate::parse(template)?,
-                    rules: RuleSet::compile(spec, inherited)?,
+                    rules: RuleSet::compile(&specs)?,
                 })
             })
             .collect::<Result<Vec<_>, RulesError>>()?;
@@ -143,58 +218,91 @@ impl Rules {
     pub fn redact_spec(&self) -> &file::RedactSpec {
         &self.redact
     }
+
+    /// Every contract change these rules can accept, as `(label, rule)`:
+    /// the labels a gate over their diff logs will ask to acknowledge.
+    /// Empty for the shipped defaults.
+    pub fn contract_changes(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let sets = std::iter::once(&self.defaults).chain(self.routes.iter().map(|r| &r.rules));
+        for set in sets {
+            let mut add = |e: Explanation| {
+                if !out.iter().any(|(l, r)| *l == e.label && *r == e.rule) {
+                    out.push((e.label, e.rule));
+                }
+            };
+            set.status_classes.iter().for_each(|c| add(c.explanation()));
+            set.envelope_classes
+                .iter()
+                .for_each(|c| add(c.explanation()));
+            for n in &set.header_normalize {
+                if n.strip_params || n.lowercase || n.accept_format_change {
+                    add(Explanation::change(n.change_label.as_str(), &n.rule));
+                }
+            }
+            for m in set.matchers.iter().filter(|m| m.accept_format_change) {
+                add(Explanation::change(
+                    format!("format-change:{}", m.pointer.as_str()),
+                    &m.rule,
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
 }
 
 impl RuleSet {
-    fn compile(spec: &RuleSetSpec, inherited: Option<&RuleSetSpec>) -> Result<Self, RulesError> {
-        // Route-specific entries come first, so that a route's matcher wins
-        // over a default one on the same path.
-        let specs: Vec<&RuleSetSpec> = std::iter::once(spec).chain(inherited).collect();
-        let all = |f: fn(&RuleSetSpec) -> &Vec<String>| -> Vec<&str> {
-            specs
-                .iter()
-                .flat_map(|s| f(s).iter().map(String::as_str))
-                .collect()
+    /// Compiles rule sets in order: a route's own section first, then the
+    /// defaults it inherits, so that a route's matcher wins over a default
+    /// one on the same path.
+    fn compile(specs: &[(&RuleSetSpec, String)]) -> Result<Self, RulesError> {
+        let mut set = Self {
+            ignore_headers: HeaderMatcher::new(
+                specs
+                    .iter()
+                    .flat_map(|(s, _)| s.ignore_headers.iter().map(String::as_str)),
+            )?,
+            ..Self::default()
         };
-        let pointers = |list: Vec<&str>| -> Result<Vec<PointerPattern>, RulesError> {
-            list.into_iter().map(PointerPattern::parse).collect()
-        };
-        Ok(Self {
-            ignore_headers: HeaderMatcher::new(all(|s| &s.ignore_headers))?,
-            ignore: pointers(all(|s| &s.ignore))?,
-            sets: pointers(all(|s| &s.sets))?,
-            matchers: specs
-                .iter()
-                .flat_map(|s| s.matchers.iter())
-                .map(Matcher::compile)
-                .collect::<Result<_, _>>()?,
-            header_normalize: specs
-                .iter()
-                .flat_map(|s| s.header_normalize.iter())
-                .map(HeaderNormalizer::compile)
-                .collect::<Result<_, _>>()?,
-            status_classes: specs
-                .iter()
-                .flat_map(|s| s.status_class.iter())
-                .map(|c| StatusClass {
-                    name: c.name.clone(),
-                    primary: c.primary.clone(),
-                    candidate: c.candidate.clone(),
-                })
-                .collect(),
-            envelope_classes: specs
-                .iter()
-                .flat_map(|s| s.envelope_class.iter())
-                .map(|c| {
-                    Ok(EnvelopeClass {
-                        name: c.name.clone(),
-                        primary: EnvelopeSide::compile(&c.primary)?,
-                        candidate: EnvelopeSide::compile(&c.candidate)?,
-                    })
-                })
-                .collect::<Result<_, RulesError>>()?,
-            ignore_body: specs.iter().any(|s| s.ignore_body),
-        })
+        for (spec, section) in specs {
+            for pattern in &spec.ignore {
+                set.ignore.push(IgnoreRule {
+                    pattern: PointerPattern::parse(pattern)?,
+                    rule: format!("{section} ignore {pattern}"),
+                });
+            }
+            for pattern in &spec.sets {
+                set.sets.push(PointerPattern::parse(pattern)?);
+            }
+            for matcher in &spec.matchers {
+                set.matchers.push(Matcher::compile(matcher, section)?);
+            }
+            for normalizer in &spec.header_normalize {
+                set.header_normalize
+                    .push(HeaderNormalizer::compile(normalizer, section)?);
+            }
+            for class in &spec.status_class {
+                set.status_classes.push(StatusClass {
+                    name: class.name.clone(),
+                    primary: class.primary.clone(),
+                    candidate: class.candidate.clone(),
+                    rule: format!("{section} status_class {}", class.name),
+                });
+            }
+            for class in &spec.envelope_class {
+                set.envelope_classes.push(EnvelopeClass {
+                    name: class.name.clone(),
+                    primary: EnvelopeSide::compile(&class.primary)?,
+                    candidate: EnvelopeSide::compile(&class.candidate)?,
+                    rule: format!("{section} envelope_class {}", class.name),
+                });
+            }
+            if spec.ignore_body && set.ignore_body.is_none() {
+                set.ignore_body = Some(format!("{section} ignore_body"));
+            }
+        }
+        Ok(set)
     }
 
     /// Whether some envelope class admits this status pair, i.e. whether
@@ -205,25 +313,62 @@ impl RuleSet {
             .any(|c| c.primary.admits_status(primary) && c.candidate.admits_status(candidate))
     }
 
-    pub fn is_ignored(&self, path: &[PathSeg<'_>]) -> bool {
-        self.ignore.iter().any(|p| p.covers(path))
+    /// The `ignore` entry whose pattern covers this path (matches it or an
+    /// ancestor), if any.
+    pub fn ignored_by(&self, path: &[PathSeg<'_>]) -> Option<&IgnoreRule> {
+        self.ignore.iter().find(|i| i.pattern.covers(path))
     }
 
     pub fn is_set(&self, path: &[PathSeg<'_>]) -> bool {
         self.sets.iter().any(|p| p.matches(path))
     }
 
-    /// The first matcher on `path` that accepts both values, by label.
-    pub fn noise_for(
+    /// What explains a differing pair of values at `path`: the first
+    /// matcher on the path that accepts both, as noise or as an accepted
+    /// format change. A noise explanation wins over a change one further
+    /// down the list.
+    pub fn explain(
         &self,
         path: &[PathSeg<'_>],
         primary: &Json<'_>,
         candidate: &Json<'_>,
-    ) -> Option<&str> {
-        self.matchers
+    ) -> Option<Explanation> {
+        let mut change = None;
+        for m in self.matchers.iter().filter(|m| m.pointer.matches(path)) {
+            match m.explain(primary, candidate) {
+                Some(e) if !e.change => return Some(e),
+                Some(e) => {
+                    change.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        change
+    }
+
+    /// What explains two differing values of the header `name`: the first
+    /// normaliser for it that makes them equal.
+    pub fn explain_header(
+        &self,
+        name: &str,
+        primary: &str,
+        candidate: &str,
+    ) -> Option<Explanation> {
+        let mut change = None;
+        for n in self
+            .header_normalize
             .iter()
-            .find(|m| m.pointer.matches(path) && m.accepts(primary, candidate))
-            .map(|m| m.label.as_str())
+            .filter(|n| n.header.matches(name))
+        {
+            match n.explain(name, primary, candidate) {
+                Some(e) if !e.change => return Some(e),
+                Some(e) => {
+                    change.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        change
     }
 }
 
@@ -234,6 +379,28 @@ pub(crate) struct Matcher {
     kind: MatchKind,
     /// Shown in diff records as the reason a difference is noise.
     label: String,
+    /// `[defaults] match /**/created_at`.
+    rule: String,
+    /// Values of different formats are an accepted contract change.
+    accept_format_change: bool,
+}
+
+/// How two values relate under a shape: not both of it, both of it with
+/// the same format (value noise), or both of it in different formats.
+enum Fit {
+    No,
+    SameFormat,
+    OtherFormat,
+}
+
+impl Fit {
+    fn of<F: PartialEq>(a: Option<F>, b: Option<F>) -> Self {
+        match (a, b) {
+            (Some(a), Some(b)) if a == b => Fit::SameFormat,
+            (Some(_), Some(_)) => Fit::OtherFormat,
+            _ => Fit::No,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -249,7 +416,7 @@ enum MatchKind {
 }
 
 impl Matcher {
-    fn compile(spec: &MatcherSpec) -> Result<Self, RulesError> {
+    fn compile(spec: &MatcherSpec, section: &str) -> Result<Self, RulesError> {
         let pointer = PointerPattern::parse(&spec.pointer)?;
         let bad = |reason: &str| RulesError::Matcher {
             pointer: spec.pointer.clone(),
@@ -295,44 +462,94 @@ impl Matcher {
                 (MatchKind::Pattern(regex), "shape:pattern".to_owned())
             }
         };
+        let formats = matches!(
+            spec.shape,
+            ShapeSpec::Id
+                | ShapeSpec::Uuid
+                | ShapeSpec::Ulid
+                | ShapeSpec::ObjectId
+                | ShapeSpec::Timestamp
+        );
+        if spec.accept_format_change && !formats {
+            return Err(bad(
+                "accept_format_change applies to the id, uuid, ulid, object-id and timestamp shapes",
+            ));
+        }
         Ok(Self {
+            rule: format!("{section} match {}", spec.pointer),
             pointer,
             kind,
             label,
+            accept_format_change: spec.accept_format_change,
         })
     }
 
-    fn accepts(&self, p: &Json<'_>, c: &Json<'_>) -> bool {
-        let both_str = |f: fn(&str) -> bool| match (p.as_str(), c.as_str()) {
-            (Some(a), Some(b)) => f(a) && f(b),
-            _ => false,
+    fn fit(&self, p: &Json<'_>, c: &Json<'_>) -> Fit {
+        let (a, b) = match (p.as_str(), c.as_str()) {
+            (Some(a), Some(b)) => (a, b),
+            _ => {
+                return match &self.kind {
+                    MatchKind::Present => Fit::SameFormat,
+                    MatchKind::Number { absolute, relative } => match (p.as_f64(), c.as_f64()) {
+                        (Some(a), Some(b)) => {
+                            let diff = (a - b).abs();
+                            if diff <= *absolute || diff <= relative * a.abs().max(b.abs()) {
+                                Fit::SameFormat
+                            } else {
+                                Fit::No
+                            }
+                        }
+                        _ => Fit::No,
+                    },
+                    _ => Fit::No,
+                };
+            }
         };
+        let id_of =
+            |f: fn(&str) -> bool| move |s: &str| f(s).then(|| shape::id_format(s)).flatten();
         match &self.kind {
-            MatchKind::Id => both_str(shape::is_id_like),
-            MatchKind::Uuid => both_str(shape::is_uuid),
-            MatchKind::Ulid => both_str(shape::is_ulid),
-            MatchKind::ObjectId => both_str(shape::is_object_id),
-            MatchKind::Present => true,
-            MatchKind::Pattern(re) => match (p.as_str(), c.as_str()) {
-                (Some(a), Some(b)) => re.is_match(a) && re.is_match(b),
-                _ => false,
-            },
-            MatchKind::Timestamp(tolerance) => match (p.as_str(), c.as_str()) {
-                (Some(a), Some(b)) => {
-                    match (shape::parse_timestamp(a), shape::parse_timestamp(b)) {
-                        (Some(a), Some(b)) => (a - b).abs() <= *tolerance,
-                        _ => false,
+            MatchKind::Id => Fit::of(shape::id_format(a), shape::id_format(b)),
+            MatchKind::Uuid => {
+                let f = id_of(shape::is_uuid);
+                Fit::of(f(a), f(b))
+            }
+            MatchKind::Ulid => {
+                let f = id_of(shape::is_ulid);
+                Fit::of(f(a), f(b))
+            }
+            MatchKind::ObjectId => {
+                let f = id_of(shape::is_object_id);
+                Fit::of(f(a), f(b))
+            }
+            MatchKind::Present => Fit::SameFormat,
+            MatchKind::Pattern(re) => {
+                if re.is_match(a) && re.is_match(b) {
+                    Fit::SameFormat
+                } else {
+                    Fit::No
+                }
+            }
+            MatchKind::Timestamp(tolerance) => {
+                match (shape::parse_timestamp(a), shape::parse_timestamp(b)) {
+                    (Some(ta), Some(tb)) if (ta - tb).abs() <= *tolerance => {
+                        Fit::of(shape::timestamp_format(a), shape::timestamp_format(b))
                     }
+                    _ => Fit::No,
                 }
-                _ => false,
-            },
-            MatchKind::Number { absolute, relative } => match (p.as_f64(), c.as_f64()) {
-                (Some(a), Some(b)) => {
-                    let diff = (a - b).abs();
-                    diff <= *absolute || diff <= relative * a.abs().max(b.abs())
-                }
-                _ => false,
-            },
+            }
+            MatchKind::Number { .. } => Fit::No,
+        }
+    }
+
+    fn explain(&self, p: &Json<'_>, c: &Json<'_>) -> Option<Explanation> {
+        match self.fit(p, c) {
+            Fit::No => None,
+            Fit::SameFormat => Some(Explanation::noise(self.label.as_str(), &self.rule)),
+            Fit::OtherFormat if self.accept_format_change => Some(Explanation::change(
+                format!("format-change:{}", self.pointer.as_str()),
+                &self.rule,
+            )),
+            Fit::OtherFormat => None,
         }
     }
 }
@@ -376,10 +593,16 @@ pub(crate) struct HeaderNormalizer {
     lowercase: bool,
     strip_params: bool,
     replace: Option<(Regex, String)>,
+    accept_format_change: bool,
+    /// `header-normalize:content-type`: the name of the contract change
+    /// this normaliser accepts when case, parameters or id formats differ.
+    change_label: String,
+    /// `[defaults] header_normalize Content-Type`.
+    rule: String,
 }
 
 impl HeaderNormalizer {
-    fn compile(spec: &file::HeaderNormalizeSpec) -> Result<Self, RulesError> {
+    fn compile(spec: &file::HeaderNormalizeSpec, section: &str) -> Result<Self, RulesError> {
         let replace = spec
             .replace
             .as_ref()
@@ -392,23 +615,40 @@ impl HeaderNormalizer {
                     })
             })
             .transpose()?;
+        if spec.accept_format_change && !spec.ids {
+            return Err(RulesError::Header {
+                pattern: format!("{} (accept_format_change needs ids = true)", spec.header),
+            });
+        }
         Ok(Self {
             header: HeaderMatcher::new(vec![spec.header.as_str()])?,
             ids: spec.ids,
             lowercase: spec.lowercase,
             strip_params: spec.strip_params,
             replace,
+            accept_format_change: spec.accept_format_change,
+            change_label: format!("header-normalize:{}", spec.header.to_ascii_lowercase()),
+            rule: format!("{section} header_normalize {}", spec.header),
         })
     }
 
+    /// The value after every step of this normaliser.
     pub fn normalise<'v>(&self, value: &'v str) -> Cow<'v, str> {
+        self.normalise_with(value, true)
+    }
+
+    /// `contract`: also apply the steps that hide a client-visible change
+    /// (`strip_params`, `lowercase`); without it only the value-noise steps
+    /// (`ids`, `replace`) run.
+    fn normalise_with<'v>(&self, value: &'v str, contract: bool) -> Cow<'v, str> {
         let mut out = Cow::Borrowed(value);
-        if self.strip_params
+        if contract
+            && self.strip_params
             && let Some((head, _)) = out.split_once(';')
         {
             out = Cow::Owned(head.trim_end().to_owned());
         }
-        if self.lowercase && out.bytes().any(|b| b.is_ascii_uppercase()) {
+        if contract && self.lowercase && out.bytes().any(|b| b.is_ascii_uppercase()) {
             out = Cow::Owned(out.to_ascii_lowercase());
         }
         if self.ids && out.split(['/', '?', '#']).any(shape::is_path_id) {
@@ -421,6 +661,37 @@ impl HeaderNormalizer {
         }
         out
     }
+
+    /// Whether this normaliser explains two differing values of `name`,
+    /// and how: value noise when the value-noise steps make them equal and
+    /// any ids in them have the same format; a contract change when that
+    /// needs `strip_params`/`lowercase`, or ids of another format with
+    /// `accept_format_change`.
+    fn explain(&self, name: &str, primary: &str, candidate: &str) -> Option<Explanation> {
+        let same_ids = !self.ids || path_id_formats(primary) == path_id_formats(candidate);
+        if !same_ids && !self.accept_format_change {
+            return None;
+        }
+        if self.normalise_with(primary, false) == self.normalise_with(candidate, false) {
+            return Some(if same_ids {
+                Explanation::noise(format!("normalize:{name}"), &self.rule)
+            } else {
+                Explanation::change(self.change_label.as_str(), &self.rule)
+            });
+        }
+        (self.normalise(primary) == self.normalise(candidate))
+            .then(|| Explanation::change(self.change_label.as_str(), &self.rule))
+    }
+}
+
+/// The formats of the id-like path segments of a header value, in order
+/// (`None` for decimal numbers).
+pub(crate) fn path_id_formats(value: &str) -> Vec<Option<shape::IdFormat>> {
+    let path = value.split(['?', '#']).next().unwrap_or("");
+    path.split('/')
+        .filter(|seg| shape::is_path_id(seg))
+        .map(shape::id_format)
+        .collect()
 }
 
 /// Replaces id-like segments of a path or URL with `{id}`.
@@ -443,11 +714,17 @@ pub(crate) struct StatusClass {
     pub name: String,
     pub primary: Vec<u16>,
     pub candidate: Vec<u16>,
+    pub rule: String,
 }
 
 impl StatusClass {
     pub fn admits(&self, primary: u16, candidate: u16) -> bool {
         self.primary.contains(&primary) && self.candidate.contains(&candidate)
+    }
+
+    /// Always a contract change: a client checking the status sees it.
+    pub fn explanation(&self) -> Explanation {
+        Explanation::change(format!("status-class:{}", self.name), &self.rule)
     }
 }
 
@@ -456,6 +733,14 @@ pub(crate) struct EnvelopeClass {
     pub name: String,
     pub primary: EnvelopeSide,
     pub candidate: EnvelopeSide,
+    pub rule: String,
+}
+
+impl EnvelopeClass {
+    /// Always a contract change: a client reading the error body sees it.
+    pub fn explanation(&self) -> Explanation {
+        Explanation::change(format!("envelope-class:{}", self.name), &self.rule)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -554,6 +839,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_defaults_accept_no_contract_change() {
+        let rules = Rules::default_rules().expect("default.toml compiles");
+        assert_eq!(rules.contract_changes(), Vec::<(String, String)>::new());
+        let with_class = Rules::from_toml_str(&format!(
+            "{DEFAULT_RULES_TOML}\n[[routes.\"POST /v1/sms/bulk\".status_class]]\nname = \"bulk-accepted\"\nprimary = [201]\ncandidate = [202]\n"
+        ))
+        .expect("compiles");
+        assert_eq!(
+            with_class.contract_changes(),
+            vec![(
+                "status-class:bulk-accepted".to_owned(),
+                "[routes.\"POST /v1/sms/bulk\"] status_class bulk-accepted".to_owned()
+            )]
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Rules::from_toml_str("[defaults]\nignore_header = [\"Date\"]\n");
         assert!(matches!(err, Err(RulesError::Parse(_))));
@@ -571,16 +873,90 @@ mod tests {
         );
     }
 
+    fn location_normalizer(accept_format_change: bool) -> HeaderNormalizer {
+        HeaderNormalizer::compile(
+            &file::HeaderNormalizeSpec {
+                header: "Location".into(),
+                ids: true,
+                lowercase: false,
+                strip_params: false,
+                replace: None,
+                accept_format_change,
+            },
+            "[defaults]",
+        )
+        .expect("compiles")
+    }
+
+    #[test]
+    fn location_ids_of_the_same_format_are_noise_and_of_another_format_are_not() {
+        let n = location_normalizer(false);
+        let noise = n
+            .explain(
+                "location",
+                "/v1/sms/507f1f77bcf86cd799439011",
+                "/v1/sms/65f000000000000000000001",
+            )
+            .expect("two ObjectIds");
+        assert!(!noise.change);
+        assert_eq!(noise.rule, "[defaults] header_normalize Location");
+        assert_eq!(
+            n.explain(
+                "location",
+                "/v1/sms/507f1f77bcf86cd799439011",
+                "/v1/sms/0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a"
+            ),
+            None,
+            "an ObjectId and a UUIDv7 are not the same format"
+        );
+        let accepted = location_normalizer(true)
+            .explain(
+                "location",
+                "/v1/sms/507f1f77bcf86cd799439011",
+                "/v1/sms/0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a",
+            )
+            .expect("accepted");
+        assert!(accepted.change);
+        assert_eq!(accepted.label, "header-normalize:location");
+        assert_eq!(
+            n.explain(
+                "location",
+                "/v1/sms/507f1f77bcf86cd799439011",
+                "/v2/sms/507f1f77bcf86cd799439011"
+            ),
+            None,
+            "the path must not differ"
+        );
+    }
+
+    #[test]
+    fn content_type_parameters_are_a_contract_change() {
+        let n = HeaderNormalizer::compile(
+            &file::HeaderNormalizeSpec {
+                header: "Content-Type".into(),
+                ids: false,
+                lowercase: true,
+                strip_params: true,
+                replace: None,
+                accept_format_change: false,
+            },
+            "[defaults]",
+        )
+        .expect("compiles");
+        let e = n
+            .explain(
+                "content-type",
+                "application/json; charset=utf-8",
+                "application/json",
+            )
+            .expect("explained");
+        assert!(e.change);
+        assert_eq!(e.label, "header-normalize:content-type");
+    }
+
     #[test]
     fn location_normalisation_replaces_ids() {
-        let n = HeaderNormalizer::compile(&file::HeaderNormalizeSpec {
-            header: "Location".into(),
-            ids: true,
-            lowercase: false,
-            strip_params: false,
-            replace: None,
-        })
-        .expect("compiles");
+        let n = location_normalizer(false);
         assert_eq!(
             n.normalise("/v1/sms/507f1f77bcf86cd799439011"),
             "/v1/sms/{id}"

@@ -54,9 +54,11 @@ pub fn split(pointer: &str) -> Option<Vec<String>> {
     )
 }
 
-/// Replaces array indices in a pointer with `*`, so that the same field of
-/// every array element is counted as one path (`/results/3/id` →
-/// `/results/*/id`).
+/// Replaces array indices, and object keys that are generated ids, in a
+/// pointer with `*`, so that the same field of every array element (or of
+/// every entry of a map keyed by id) is counted as one path
+/// (`/results/3/id` → `/results/*/id`). Reports and noise learning group by
+/// it, so their memory is bounded by the API's shape, not by the traffic.
 pub fn generalise(pointer: &str) -> String {
     if pointer.is_empty() {
         return String::new();
@@ -64,7 +66,7 @@ pub fn generalise(pointer: &str) -> String {
     pointer
         .split('/')
         .map(|seg| {
-            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            if !seg.is_empty() && super::shape::is_path_id(seg) {
                 "*"
             } else {
                 seg
@@ -272,5 +274,10 @@ mod tests {
     fn generalise_replaces_indices() {
         assert_eq!(generalise("/results/12/id"), "/results/*/id");
         assert_eq!(generalise(""), "");
+        assert_eq!(
+            generalise("/by_id/507f1f77bcf86cd799439011/status"),
+            "/by_id/*/status"
+        );
+        assert_eq!(generalise("/meta/campaign"), "/meta/campaign");
     }
 }

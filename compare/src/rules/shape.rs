@@ -103,6 +103,126 @@ pub fn is_id_like(s: &str) -> bool {
     id_kind(s).is_some()
 }
 
+/// The format of a generated id, as precisely as a client could notice it:
+/// the kind, the UUID version, the length of a hex id, the prefix of a
+/// prefixed id, and the letter case. Two ids of the same format differ
+/// only in value (two runs of the same system); two ids of different
+/// formats (an ObjectId and a UUIDv7, a UUIDv4 and a UUIDv7) are a change
+/// a client storing or validating ids would see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdFormat {
+    Uuid { version: u8, upper: bool },
+    ObjectId { upper: bool },
+    Ulid { upper: bool },
+    Hex { len: usize, upper: bool },
+    Prefixed { prefix: String, tail: Box<IdFormat> },
+}
+
+impl std::fmt::Display for IdFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let case = |upper: bool| if upper { " (uppercase)" } else { "" };
+        match self {
+            IdFormat::Uuid { version, upper } => write!(f, "UUIDv{version}{}", case(*upper)),
+            IdFormat::ObjectId { upper } => write!(f, "ObjectId{}", case(*upper)),
+            IdFormat::Ulid { upper } => {
+                write!(f, "ULID{}", if *upper { "" } else { " (lowercase)" })
+            }
+            IdFormat::Hex { len, upper } => write!(f, "{len}-hex{}", case(*upper)),
+            IdFormat::Prefixed { prefix, tail } => write!(f, "{prefix}+{tail}"),
+        }
+    }
+}
+
+fn has_upper(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// The format of an id; `None` when the value does not look generated
+/// (the same values [`id_kind`] recognises).
+pub fn id_format(s: &str) -> Option<IdFormat> {
+    if is_uuid(s) {
+        let version = s
+            .as_bytes()
+            .get(14)
+            .and_then(|c| (*c as char).to_digit(16))
+            .and_then(|v| u8::try_from(v).ok())
+            .unwrap_or(0);
+        Some(IdFormat::Uuid {
+            version,
+            upper: has_upper(s),
+        })
+    } else if is_object_id(s) {
+        Some(IdFormat::ObjectId {
+            upper: has_upper(s),
+        })
+    } else if is_ulid(s) {
+        Some(IdFormat::Ulid {
+            upper: !has_lower(s),
+        })
+    } else if is_hex_id(s) {
+        Some(IdFormat::Hex {
+            len: s.len(),
+            upper: has_upper(s),
+        })
+    } else {
+        let i = s.rfind(['_', '-', ':'])?;
+        let (prefix, tail) = (&s[..=i], &s[i + 1..]);
+        if id_kind(s) != Some(Generated::PrefixedId) {
+            return None;
+        }
+        let tail = id_format(tail)?;
+        Some(IdFormat::Prefixed {
+            prefix: prefix.to_owned(),
+            tail: Box::new(tail),
+        })
+    }
+}
+
+fn has_lower(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_lowercase())
+}
+
+/// The layout of an RFC 3339 timestamp: the date/time separator, the
+/// number of fraction digits and how the offset is written. Two timestamps
+/// of the same layout differ only in value; `…00.123Z` against
+/// `…00.123456Z` or `…Z` against `…+00:00` is a format change a strict
+/// client parser would see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampFormat {
+    separator: u8,
+    fraction_digits: usize,
+    /// `Z` (or `z`) rather than a numeric offset.
+    zulu: bool,
+}
+
+impl std::fmt::Display for TimestampFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "YYYY-MM-DD{}hh:mm:ss", self.separator as char)?;
+        if self.fraction_digits > 0 {
+            write!(f, ".{}", "f".repeat(self.fraction_digits))?;
+        }
+        f.write_str(if self.zulu { "Z" } else { "+hh:mm" })
+    }
+}
+
+/// The layout of a timestamp [`parse_timestamp`] accepts; `None` otherwise.
+pub fn timestamp_format(s: &str) -> Option<TimestampFormat> {
+    parse_timestamp(s)?;
+    let b = s.as_bytes();
+    let separator = *b.get(10)?;
+    let fraction_digits = if b.get(19) == Some(&b'.') {
+        b[20..].iter().take_while(|c| c.is_ascii_digit()).count()
+    } else {
+        0
+    };
+    let zulu = matches!(b.last(), Some(b'Z' | b'z'));
+    Some(TimestampFormat {
+        separator,
+        fraction_digits,
+        zulu,
+    })
+}
+
 /// Parses an RFC 3339 timestamp (`T` or space separator, any fraction).
 pub fn parse_timestamp(s: &str) -> Option<DateTime<FixedOffset>> {
     // Cheap pre-check before chrono: `YYYY-MM-DD?HH:MM:SS`.
@@ -177,6 +297,55 @@ mod tests {
         assert!(parse_timestamp("2026-05-01T12:00:00.123456+02:00").is_some());
         assert!(parse_timestamp("2026-05-01").is_none());
         assert!(parse_timestamp("not a time at all, really").is_none());
+    }
+
+    #[test]
+    fn id_formats_tell_kinds_versions_and_case_apart() {
+        let v7 = id_format("0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a").expect("uuid");
+        let other_v7 = id_format("0196b3f2-8000-7000-8000-000000000001").expect("uuid");
+        let v4 = id_format("9b2c1f3e-4d5a-4b6c-8d7e-0f1a2b3c4d5e").expect("uuid");
+        assert_eq!(v7, other_v7);
+        assert_ne!(v7, v4, "a UUIDv4 and a UUIDv7 are different formats");
+        assert_eq!(v7.to_string(), "UUIDv7");
+        let oid = id_format("507f1f77bcf86cd799439011").expect("object id");
+        assert_eq!(
+            oid,
+            id_format("65f000000000000000000001").expect("object id")
+        );
+        assert_ne!(oid, v7);
+        assert_ne!(
+            oid,
+            id_format("507F1F77BCF86CD799439011").expect("object id")
+        );
+        assert_eq!(
+            id_format("msg_01ARZ3NDEKTSV4RRFFQ69G5FAV").map(|f| f.to_string()),
+            Some("msg_+ULID".to_owned())
+        );
+        assert_ne!(
+            id_format("msg_01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            id_format("sms_01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        );
+        assert_eq!(id_format("accepted"), None);
+    }
+
+    #[test]
+    fn timestamp_formats_tell_precision_and_offset_apart() {
+        let ms = timestamp_format("2026-05-01T12:00:00.123Z").expect("ts");
+        assert_eq!(
+            ms,
+            timestamp_format("2027-01-31T23:59:59.999Z").expect("ts")
+        );
+        assert_ne!(
+            ms,
+            timestamp_format("2026-05-01T12:00:00.123456Z").expect("ts")
+        );
+        assert_ne!(
+            ms,
+            timestamp_format("2026-05-01T12:00:00.123+00:00").expect("ts")
+        );
+        assert_ne!(ms, timestamp_format("2026-05-01T12:00:00Z").expect("ts"));
+        assert_eq!(ms.to_string(), "YYYY-MM-DDThh:mm:ss.fffZ");
+        assert_eq!(timestamp_format("yesterday"), None);
     }
 
     #[test]

@@ -27,9 +27,15 @@ pub const TOKEN: &str = "Bearer eyJ-super-secret-token";
 pub enum Flavour {
     /// NestJS api-gateway: ObjectId ids, `201` for a send, Express headers.
     Legacy,
-    /// Orchestrator: UUIDv7 ids, `202`, `Location`; answers `UCS-2` for a
-    /// message whose reference is `inject` (the injected difference).
+    /// Orchestrator at parity: answers like the legacy, differing only in
+    /// value noise (its own ObjectIds, its own timestamps, the ETag of its
+    /// own body); answers `UCS-2` for a message whose reference is `inject`
+    /// (the injected difference).
     Orchestrator,
+    /// The orchestrator before parity: UUIDv7 ids, `202`, plain
+    /// `application/json`, no Express headers. Every send differs from the
+    /// legacy in ways a client notices.
+    Accepted202,
 }
 
 /// One request a fake service received.
@@ -99,8 +105,10 @@ fn record(state: &AppState, method: &str, path: String, headers: &HeaderMap, bod
 
 fn new_id(flavour: Flavour) -> String {
     match flavour {
-        Flavour::Legacy => format!("{:024x}", rand_u128() & ((1u128 << 96) - 1)),
-        Flavour::Orchestrator => uuid::Uuid::now_v7().to_string(),
+        Flavour::Legacy | Flavour::Orchestrator => {
+            format!("{:024x}", rand_u128() & ((1u128 << 96) - 1))
+        }
+        Flavour::Accepted202 => uuid::Uuid::now_v7().to_string(),
     }
 }
 
@@ -114,21 +122,18 @@ fn json_response(
     body: Value,
     location: Option<String>,
 ) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    let text = body.to_string();
+    let etag = format!("W/\"{:x}-{:08x}\"", text.len(), crc(text.as_bytes()));
+    let mut response = (status, text).into_response();
     let headers = response.headers_mut();
     let content_type = match flavour {
-        Flavour::Legacy => "application/json; charset=utf-8",
-        Flavour::Orchestrator => "application/json",
+        Flavour::Legacy | Flavour::Orchestrator => "application/json; charset=utf-8",
+        Flavour::Accepted202 => "application/json",
     };
     headers.insert(header::CONTENT_TYPE, content_type.parse().expect("static"));
-    if flavour == Flavour::Legacy {
+    if flavour != Flavour::Accepted202 {
         headers.insert("x-powered-by", "Express".parse().expect("static"));
-        headers.insert(
-            header::ETAG,
-            format!("W/\"{}\"", rand_u128() % 1000)
-                .parse()
-                .expect("etag"),
-        );
+        headers.insert(header::ETAG, etag.parse().expect("etag"));
     }
     if let Some(location) = location.and_then(|l| l.parse().ok()) {
         headers.insert(header::LOCATION, location);
@@ -136,11 +141,18 @@ fn json_response(
     response
 }
 
+/// A checksum for the fake ETag (any hash of the body will do).
+fn crc(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 async fn send(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     record(&state, "POST", "/v1/sms/send".to_owned(), &headers, &body);
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let id = new_id(state.flavour);
-    let encoding = if state.flavour == Flavour::Orchestrator && request["reference"] == "inject" {
+    let encoding = if state.flavour != Flavour::Legacy && request["reference"] == "inject" {
         "UCS-2"
     } else {
         "GSM-7"
@@ -156,8 +168,8 @@ async fn send(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
         "reference": request["reference"],
     });
     let status = match state.flavour {
-        Flavour::Legacy => StatusCode::CREATED,
-        Flavour::Orchestrator => StatusCode::ACCEPTED,
+        Flavour::Legacy | Flavour::Orchestrator => StatusCode::CREATED,
+        Flavour::Accepted202 => StatusCode::ACCEPTED,
     };
     json_response(
         state.flavour,

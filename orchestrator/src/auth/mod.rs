@@ -9,19 +9,22 @@
 //!
 //! The steps, in the order a request meets them ([`Authenticator::authenticate`]):
 //!
-//! 1. `headers`: `X-Tenant-Id`, sent exactly once, parsed as a
-//!    [`TenantId`]. Missing → [`AuthError::TenantHeaderMissing`].
-//! 2. `headers`: the credential, exactly one `Authorization: Bearer <JWT>`.
+//! The credential is checked before the tenant header, as the legacy
+//! api-gateway's guard did: a request with neither is `401`, not `400`.
+//!
+//! 1. `headers`: the credential, exactly one `Authorization: Bearer <JWT>`.
 //!    Without `Authorization`, and only if configured, `key_auth` mode takes
 //!    the tenant from Kong's `X-Consumer-Custom-ID` instead, vouched for by a
 //!    secret header only Kong's request-transformer knows.
-//! 3. `jwt`: the token header's `alg` must be RS256, ES256, EdDSA, or HS256
+//! 2. `jwt`: the token header's `alg` must be RS256, ES256, EdDSA, or HS256
 //!    when a secret is configured; its `kid` picks a key from the `jwks`
 //!    cache (reloaded on an unknown `kid`, at most once per
 //!    `jwks_refresh_min_interval`); the key's type must be the one `alg`
 //!    needs.
-//! 4. `jwt`: signature, then `exp` (required), `nbf` and `iat` with the
+//! 3. `jwt`: signature, then `exp` (required), `nbf` and `iat` with the
 //!    leeway, then `iss` and `aud` when configured.
+//! 4. `headers`: `X-Tenant-Id`, sent exactly once, parsed as a
+//!    [`TenantId`]. Missing → [`AuthError::TenantHeaderMissing`].
 //! 5. The tenant claim must equal `X-Tenant-Id` byte for byte, else
 //!    [`AuthError::TenantMismatch`] (403).
 //!
@@ -274,13 +277,13 @@ impl Authenticator {
     /// Authenticates a request from its headers; see the module docs for the
     /// steps.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
-        let tenant = headers::tenant(headers)?;
         let consumer = headers::kong_consumer(headers);
         let Some(token) = headers::bearer_token(headers)? else {
             let Some(key_auth) = &self.inner.key_auth else {
                 return Err(AuthError::MissingToken);
             };
             let consumer_tenant = key_auth.consumer_tenant(headers)?;
+            let tenant = headers::tenant(headers)?;
             if consumer_tenant != tenant.as_str() {
                 return Err(AuthError::TenantMismatch);
             }
@@ -292,6 +295,7 @@ impl Authenticator {
             });
         };
         let verified = self.inner.verifier.verify(token).await?;
+        let tenant = headers::tenant(headers)?;
         if verified.tenant != tenant.as_str() {
             return Err(AuthError::TenantMismatch);
         }

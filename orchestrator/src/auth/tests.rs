@@ -510,6 +510,27 @@ async fn a_missing_tenant_header_is_refused() {
 }
 
 #[tokio::test]
+async fn the_credential_is_checked_before_the_tenant_header() {
+    // The legacy's guard ran first: no token and no tenant is a 401, and so
+    // is a bad token without a tenant.
+    let fixture = Fixture::new().await;
+    let none = HeaderMap::new();
+    assert_eq!(
+        fixture.auth.authenticate(&none).await,
+        Err(AuthError::MissingToken)
+    );
+    let mut bad = HeaderMap::new();
+    bad.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer not.a.token"),
+    );
+    assert!(matches!(
+        fixture.auth.authenticate(&bad).await,
+        Err(AuthError::InvalidToken(_))
+    ));
+}
+
+#[tokio::test]
 async fn an_invalid_or_repeated_tenant_header_is_refused() {
     let fixture = Fixture::new().await;
     let token = KEYS.es.sign(claims(TENANT)).unwrap();

@@ -15,6 +15,8 @@
 //! 4. [`SenderId`]: the sender, alphanumeric, E.164 or a short code.
 //! 5. [`MessageText`]: the body, with its encoding and the segments a
 //!    carrier will bill for.
+//! 6. [`MessageId`]: the id an accepted message gets (and a `GET` names),
+//!    the legacy's ObjectId layout.
 //!
 //! Every `parse` fails with a [`DomainError`] whose detail is safe to send to
 //! the client: it says which rule failed and never echoes a phone number or
@@ -22,12 +24,14 @@
 //! JSON pointer.
 
 mod idempotency_key;
+mod message_id;
 mod phone;
 mod sender;
 mod tenant;
 mod text;
 
 pub use idempotency_key::IdempotencyKey;
+pub use message_id::{MessageId, MessageIds, process_ids};
 pub use phone::PhoneNumber;
 pub use sender::{SenderId, SenderKind};
 pub use tenant::TenantId;

@@ -12,11 +12,9 @@ mod sqlite;
 
 use std::sync::Arc;
 
+use crate::domain::{MessageId, MessageText, PhoneNumber, SenderId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use crate::domain::{MessageText, PhoneNumber, SenderId, TenantId};
 
 pub use group_commit::GroupCommit;
 pub use postgres::{OUTBOX_CHANNEL, PgStore};
@@ -25,7 +23,7 @@ pub use sqlite::SqliteStore;
 /// A message that passed every check, about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub id: Uuid,
+    pub id: MessageId,
     pub tenant: TenantId,
     pub shadow: bool,
     pub to: PhoneNumber,
@@ -43,7 +41,7 @@ pub struct NewMessage {
 /// An event to publish once the acceptance commits.
 #[derive(Debug, Clone)]
 pub struct OutboxEvent {
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     pub subject: String,
     pub headers: Vec<(String, String)>,
     pub payload: Vec<u8>,
@@ -89,30 +87,26 @@ pub enum AcceptOutcome {
     KeyBusy,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub status: String,
     pub at: DateTime<Utc>,
     pub error_code: Option<String>,
 }
 
-/// A stored message as `GET /v1/sms/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A stored message, as `GET /v1/sms/{id}` reads it.
+#[derive(Debug, Clone)]
 pub struct MessageView {
-    pub id: Uuid,
+    pub id: MessageId,
     pub status: String,
     pub to: String,
     pub from: String,
     pub encoding: String,
     pub segments: u32,
     pub reference: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub validity_period: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -123,7 +117,7 @@ pub struct MessageView {
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
     pub id: i64,
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     pub subject: String,
     pub headers: Vec<(String, String)>,
     pub payload: Vec<u8>,
@@ -141,7 +135,7 @@ pub struct OutboxBacklog {
 /// A delivery status event from the SMS workers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StatusEvent {
-    pub id: Uuid,
+    pub id: MessageId,
     pub status: MessageStatus,
     pub at: DateTime<Utc>,
     #[serde(default)]
@@ -328,7 +322,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         shadow: bool,
-        id: Uuid,
+        id: MessageId,
     ) -> Result<Option<MessageView>, StoreError> {
         dispatch!(self, s => s.get_message(tenant.as_str(), shadow, id).await)
     }
@@ -343,7 +337,7 @@ impl Store {
     }
 
     /// Marks rows published and their messages `queued`.
-    pub async fn mark_published(&self, ids: &[(i64, Uuid)]) -> Result<(), StoreError> {
+    pub async fn mark_published(&self, ids: &[(i64, MessageId)]) -> Result<(), StoreError> {
         dispatch!(self, s => s.mark_published(ids).await)
     }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
-use uuid::Uuid;
+
+use crate::domain::MessageId;
 
 use super::group_commit::{Committer, GroupCommit};
 use super::{
@@ -302,7 +303,7 @@ impl PgStore {
         &self,
         tenant: &str,
         shadow: bool,
-        id: Uuid,
+        id: MessageId,
     ) -> Result<Option<MessageView>, StoreError> {
         // One round trip: the message joined with its history (one row per
         // entry; the message's columns repeat, a handful of rows at most).
@@ -314,7 +315,7 @@ impl PgStore {
                LEFT JOIN orch.message_status_history h ON h.message_id = m.id
               WHERE m.id = $1 AND m.tenant_id = $2 AND m.shadow = $3",
         )
-        .bind(id)
+        .bind(id.to_string())
         .bind(tenant)
         .bind(shadow)
         .fetch_all(&self.pool)
@@ -339,7 +340,7 @@ impl PgStore {
         let metadata: Option<sqlx::types::Json<serde_json::Map<String, serde_json::Value>>> =
             row.try_get("metadata")?;
         Ok(Some(MessageView {
-            id: row.try_get("id")?,
+            id: parse_id(row.try_get("id")?)?,
             status: row.try_get("status")?,
             to: row.try_get("to_number")?,
             from: row.try_get("sender")?,
@@ -395,7 +396,7 @@ impl PgStore {
                 let headers: sqlx::types::Json<Vec<(String, String)>> = r.try_get("headers")?;
                 Ok(OutboxRow {
                     id: r.try_get("id")?,
-                    message_id: r.try_get("message_id")?,
+                    message_id: parse_id(r.try_get("message_id")?)?,
                     subject: r.try_get("subject")?,
                     headers: headers.0,
                     payload: r.try_get("payload")?,
@@ -408,12 +409,12 @@ impl PgStore {
         Ok(out)
     }
 
-    pub async fn mark_published(&self, ids: &[(i64, Uuid)]) -> Result<(), StoreError> {
+    pub async fn mark_published(&self, ids: &[(i64, MessageId)]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         let outbox_ids: Vec<i64> = ids.iter().map(|(i, _)| *i).collect();
-        let message_ids: Vec<Uuid> = ids.iter().map(|(_, m)| *m).collect();
+        let message_ids: Vec<String> = ids.iter().map(|(_, m)| m.to_string()).collect();
         let mut tx = self.bookkeeping.begin().await?;
         sqlx::query(
             "UPDATE orch.outbox SET published_at = now(), lease_until = NULL, last_error = NULL
@@ -433,7 +434,7 @@ impl PgStore {
         .await?;
         sqlx::query(
             "INSERT INTO orch.message_status_history (message_id, status, at)
-             SELECT m, 'queued', now() FROM unnest($1::uuid[]) AS m
+             SELECT m, 'queued', now() FROM unnest($1::text[]) AS m
              ON CONFLICT DO NOTHING",
         )
         .persistent(false)
@@ -480,7 +481,7 @@ impl PgStore {
         let current: Option<String> = sqlx::query_scalar(
             "SELECT status FROM orch.messages WHERE id = $1 AND NOT shadow FOR UPDATE",
         )
-        .bind(e.id)
+        .bind(e.id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(current) = current else {
@@ -490,7 +491,7 @@ impl PgStore {
             "INSERT INTO orch.message_status_history (message_id, status, at, error_code)
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
-        .bind(e.id)
+        .bind(e.id.to_string())
         .bind(e.status.as_str())
         .bind(e.at)
         .bind(&e.error_code)
@@ -502,7 +503,7 @@ impl PgStore {
         let current = MessageStatus::parse(&current).unwrap_or(MessageStatus::Accepted);
         let outcome = if e.status.rank() > current.rank() {
             sqlx::query("UPDATE orch.messages SET status = $2, updated_at = now() WHERE id = $1")
-                .bind(e.id)
+                .bind(e.id.to_string())
                 .bind(e.status.as_str())
                 .execute(&mut *tx)
                 .await?;
@@ -617,7 +618,7 @@ WITH k AS (
        callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, updated_at)
     SELECT id, tenant, shadow, 'accepted', to_number, sender, body, encoding, segments, reference,
            callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, created_at
-      FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],
+      FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],
                   $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::int[],
                   $13::jsonb[], $14::text[], $15::timestamptz[], $31::int4[])
         AS t(id, tenant, shadow, to_number, sender, body, encoding, segments, reference,
@@ -632,7 +633,7 @@ WITH k AS (
     -- commit, which is what the commit→PubAck latency metric measures.
     INSERT INTO orch.outbox (message_id, subject, headers, payload, created_at, next_attempt_at)
     SELECT m_id, s, hd, p, clock_timestamp(), clock_timestamp()
-      FROM unnest($16::uuid[], $17::text[], $18::jsonb[], $19::bytea[], $32::int4[])
+      FROM unnest($16::text[], $17::text[], $18::jsonb[], $19::bytea[], $32::int4[])
            WITH ORDINALITY AS t(m_id, s, hd, p, r, n)
      WHERE r IN (SELECT r FROM taken)
      ORDER BY n)
@@ -641,7 +642,7 @@ SELECT coalesce(array_agg(r), '{}') FROM taken";
 /// The columns of a batch of acceptances, as the arrays [`ACCEPT`] binds.
 #[derive(Default)]
 struct AcceptRows<'a> {
-    message_ids: Vec<Uuid>,
+    message_ids: Vec<String>,
     tenants: Vec<&'a str>,
     shadow: Vec<bool>,
     to: Vec<&'a str>,
@@ -656,7 +657,7 @@ struct AcceptRows<'a> {
     metadata: Vec<Option<serde_json::Value>>,
     correlation_id: Vec<&'a str>,
     created_at: Vec<DateTime<Utc>>,
-    outbox_message_ids: Vec<Uuid>,
+    outbox_message_ids: Vec<String>,
     outbox_subjects: Vec<&'a str>,
     outbox_headers: Vec<serde_json::Value>,
     outbox_payloads: Vec<&'a [u8]>,
@@ -681,7 +682,7 @@ impl<'a> AcceptRows<'a> {
         for (request, a) in batch.iter().enumerate() {
             let request = i32::try_from(request).unwrap_or(i32::MAX);
             for m in &a.messages {
-                rows.message_ids.push(m.id);
+                rows.message_ids.push(m.id.to_string());
                 rows.tenants.push(m.tenant.as_str());
                 rows.shadow.push(m.shadow);
                 rows.to.push(m.to.as_str());
@@ -702,7 +703,7 @@ impl<'a> AcceptRows<'a> {
                 rows.message_requests.push(request);
             }
             for e in &a.outbox {
-                rows.outbox_message_ids.push(e.message_id);
+                rows.outbox_message_ids.push(e.message_id.to_string());
                 rows.outbox_subjects.push(e.subject.as_str());
                 rows.outbox_headers
                     .push(serde_json::to_value(&e.headers).unwrap_or_default());
@@ -729,6 +730,11 @@ impl<'a> AcceptRows<'a> {
         }
         rows
     }
+}
+
+/// A stored id; the column's CHECK constraint makes a failure here a bug.
+pub(super) fn parse_id(s: &str) -> Result<MessageId, sqlx::Error> {
+    MessageId::parse(s).map_err(|e| sqlx::Error::Decode(format!("stored message id: {e}").into()))
 }
 
 /// History in lifecycle order; ties on time broken by rank.

@@ -5,13 +5,12 @@
 //! Timestamps are fixed-width RFC 3339 text, so text order is time order.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::MessageId;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use uuid::Uuid;
 
 use super::{
     AcceptOutcome, Acceptance, HistoryEntry, IdempotencyRecord, MessageStatus, MessageView,
@@ -33,8 +32,9 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|e| StoreError::Other(anyhow::anyhow!("bad timestamp in SQLite: {e}")))
 }
 
-fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
-    Uuid::from_str(s).map_err(|e| StoreError::Other(anyhow::anyhow!("bad uuid in SQLite: {e}")))
+fn parse_id(s: &str) -> Result<MessageId, StoreError> {
+    MessageId::parse(s)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("bad message id in SQLite: {e}")))
 }
 
 impl SqliteStore {
@@ -201,7 +201,7 @@ impl SqliteStore {
         &self,
         tenant: &str,
         shadow: bool,
-        id: Uuid,
+        id: MessageId,
     ) -> Result<Option<MessageView>, StoreError> {
         let row = sqlx::query(
             "SELECT id, status, to_number, sender, encoding, segments, reference, callback_url,
@@ -230,7 +230,7 @@ impl SqliteStore {
         }
         let metadata: Option<String> = row.try_get("metadata")?;
         Ok(Some(MessageView {
-            id: parse_uuid(row.try_get("id")?)?,
+            id: parse_id(row.try_get("id")?)?,
             status: row.try_get("status")?,
             to: row.try_get("to_number")?,
             from: row.try_get("sender")?,
@@ -282,7 +282,7 @@ impl SqliteStore {
             let headers: String = r.try_get("headers")?;
             out.push(OutboxRow {
                 id: r.try_get("id")?,
-                message_id: parse_uuid(r.try_get("message_id")?)?,
+                message_id: parse_id(r.try_get("message_id")?)?,
                 subject: r.try_get("subject")?,
                 headers: serde_json::from_str(&headers).map_err(anyhow::Error::from)?,
                 payload: r.try_get("payload")?,
@@ -294,7 +294,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub async fn mark_published(&self, ids: &[(i64, Uuid)]) -> Result<(), StoreError> {
+    pub async fn mark_published(&self, ids: &[(i64, MessageId)]) -> Result<(), StoreError> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for (outbox_id, message_id) in ids {

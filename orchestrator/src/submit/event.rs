@@ -2,10 +2,10 @@
 //! Its JSON Schema is committed at `contracts/sms.outbound.request.v1.json`;
 //! tests validate every published payload against it.
 
-use chrono::SecondsFormat;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::legacy::iso_timestamp;
 use crate::store::{NewMessage, OutboxEvent};
 
 /// Value of the payload's `schema` field.
@@ -52,13 +52,11 @@ pub fn outbox_event(config: &Config, m: &NewMessage) -> Option<OutboxEvent> {
         segments: m.body.segments(),
         reference: m.reference.as_deref(),
         callback_url: m.callback_url.as_deref(),
-        schedule_at: m
-            .schedule_at
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        schedule_at: m.schedule_at.map(iso_timestamp),
         validity_period: m.validity_period,
         metadata: m.metadata.as_ref(),
         correlation_id: &m.correlation_id,
-        created_at: m.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        created_at: iso_timestamp(m.created_at),
     };
     let mut headers = vec![
         ("Nats-Msg-Id".to_owned(), m.id.to_string()),

@@ -1,16 +1,20 @@
-//! The submit path, in the order a request meets it:
+//! The submit path, in the order a request meets it (the middleware in
+//! front is listed in [`crate::routes`]):
 //!
-//! 1. [`crate::flag`]: `SUBMIT_API_ENABLED` off → `404 submit-api-disabled`.
-//! 2. [`crate::correlation`]: the correlation id is taken or minted, echoed.
-//! 3. [`SubmitContext`] (this module): authenticate ([`crate::auth`]: JWT ↔
-//!    `X-Tenant-Id`), classify shadow traffic ([`crate::shadow`]), parse the
-//!    `Idempotency-Key`.
-//! 4. [`parse`]: body read (415/413/400), JSON Schema from the contract, then
-//!    domain types.
-//! 5. [`accept`]: idempotency fast path, then one transaction with the
-//!    messages, the idempotency record and the outbox rows ([`crate::store`]),
-//!    then `202`.
-//! 6. [`crate::relay`] publishes the outbox to NATS after commit.
+//! 1. [`crate::body`]: the JSON body, read once before routing (413, 415,
+//!    400 with `JSON.parse`'s words, 400 on a duplicate key).
+//! 2. [`crate::flag`]: `SUBMIT_API_ENABLED` off → the route does not exist.
+//! 3. [`Caller`] (this module): authenticate ([`crate::auth`]: JWT, then
+//!    `X-Tenant-Id` held to its claim) and classify shadow traffic
+//!    ([`crate::shadow`]).
+//! 4. [`IdemKey`] (this module): the optional `Idempotency-Key` header.
+//! 5. [`parse`]: JSON Schema from the contract, then domain types; every
+//!    violation at once.
+//! 6. [`accept`]: claim the key ([`accept::KeyClaim`]), write the
+//!    messages, the idempotency record and the outbox rows in one
+//!    transaction ([`crate::store`]), answer `201`, or replay a stored
+//!    answer.
+//! 7. [`crate::relay`] publishes the outbox to NATS after commit.
 //!
 //! The handlers ([`send`], [`bulk`], [`status`]) are short: each is this list.
 
@@ -45,27 +49,39 @@ impl Route {
     }
 
     /// Idempotency scope: shadow traffic never shares keys with live traffic.
-    pub fn scope(self, shadow: bool) -> &'static str {
-        match (self, shadow) {
-            (Route::Send, false) => "send",
-            (Route::Bulk, false) => "bulk",
-            (Route::Send, true) => "shadow-send",
-            (Route::Bulk, true) => "shadow-bulk",
+    pub fn scope(self, traffic: Traffic) -> &'static str {
+        match (self, traffic) {
+            (Route::Send, Traffic::Live) => "send",
+            (Route::Bulk, Traffic::Live) => "bulk",
+            (Route::Send, Traffic::Shadow) => "shadow-send",
+            (Route::Bulk, Traffic::Shadow) => "shadow-bulk",
         }
     }
 }
 
-/// Who is asking, and how: everything a handler needs from the headers.
-/// The verified tenant is the only tenant the rest of the pipeline sees.
+/// Live client traffic, or a mirrored copy that must never be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    Live,
+    Shadow,
+}
+
+impl Traffic {
+    pub fn is_shadow(self) -> bool {
+        self == Traffic::Shadow
+    }
+}
+
+/// Who is asking: the verified tenant (the only tenant the rest of the
+/// pipeline sees), whether this is shadow traffic, and the correlation id.
 #[derive(Debug, Clone)]
-pub struct SubmitContext {
+pub struct Caller {
     pub tenant: TenantId,
-    pub shadow: bool,
-    pub idempotency_key: Option<IdempotencyKey>,
+    pub traffic: Traffic,
     pub correlation_id: String,
 }
 
-impl FromRequestParts<AppState> for SubmitContext {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
@@ -87,30 +103,12 @@ impl FromRequestParts<AppState> for SubmitContext {
         if let Some(slot) = parts.extensions.get::<crate::correlation::TenantSlot>() {
             let _ = slot.0.set(principal.tenant.as_str().to_owned());
         }
-        let shadow = crate::shadow::classify(
+        let traffic = match crate::shadow::classify(
             &parts.headers,
             app.config.shadow.secret.as_ref().map(|s| s.expose()),
-        )?;
-        let idempotency_key = match parts.headers.get_all("idempotency-key").iter().count() {
-            0 => None,
-            1 => {
-                let raw = parts
-                    .headers
-                    .get("idempotency-key")
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| {
-                        ApiError::IdempotencyKeyInvalid("must be visible ASCII".into())
-                    })?;
-                Some(
-                    IdempotencyKey::parse(raw)
-                        .map_err(|e| ApiError::IdempotencyKeyInvalid(e.detail().to_owned()))?,
-                )
-            }
-            _ => {
-                return Err(ApiError::IdempotencyKeyInvalid(
-                    "send exactly one Idempotency-Key header".into(),
-                ));
-            }
+        )? {
+            true => Traffic::Shadow,
+            false => Traffic::Live,
         };
         let correlation_id = parts
             .extensions
@@ -119,9 +117,59 @@ impl FromRequestParts<AppState> for SubmitContext {
             .unwrap_or_default();
         Ok(Self {
             tenant: principal.tenant,
-            shadow,
-            idempotency_key,
+            traffic,
             correlation_id,
+        })
+    }
+}
+
+/// The `Idempotency-Key` header of a POST: none, or exactly one valid key.
+#[derive(Debug, Clone)]
+pub struct IdemKey(pub Option<IdempotencyKey>);
+
+impl FromRequestParts<AppState> for IdemKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all("idempotency-key").iter();
+        let key = match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(raw), None) => {
+                let raw = raw
+                    .to_str()
+                    .map_err(|_| ApiError::IdempotencyKeyInvalid("must be visible ASCII".into()))?;
+                Some(
+                    IdempotencyKey::parse(raw)
+                        .map_err(|e| ApiError::IdempotencyKeyInvalid(e.detail().to_owned()))?,
+                )
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::IdempotencyKeyInvalid(
+                    "send exactly one Idempotency-Key header".into(),
+                ));
+            }
+        };
+        if key.is_none() && app.config.idempotency_key_required {
+            return Err(ApiError::IdempotencyKeyMissing);
+        }
+        Ok(Self(key))
+    }
+}
+
+/// Whether error objects inside a success body (a bulk answer's rejected
+/// items) are problem documents: the request's `Accept` decides, as it
+/// does for error answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope {
+    pub problem: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Envelope {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            problem: crate::problem::wants_problem(&parts.headers),
         })
     }
 }

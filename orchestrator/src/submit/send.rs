@@ -1,39 +1,31 @@
-//! `POST /v1/sms/send`: one message.
+//! `POST /v1/sms/send`: one message → `201` with the message and
+//! `Location: /v1/sms/{id}`.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::Response;
-use chrono::{DateTime, SecondsFormat, Utc};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::accept::{Prepared, accept, stored_json};
-use super::parse::{ValidMessage, parse_message, read_json};
-use super::{Route, SubmitContext};
+use super::accept::{Accepted, Prepared, accept, stored_json};
+use super::parse::{Rules, ValidMessage, parse_send};
+use super::{Caller, IdemKey, Route};
+use crate::body::JsonBody;
+use crate::domain::{MessageId, process_ids};
+use crate::legacy::iso_timestamp;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::store::NewMessage;
 
 pub async fn send(
     State(app): State<AppState>,
-    ctx: SubmitContext,
-    headers: HeaderMap,
-    body: Body,
+    caller: Caller,
+    IdemKey(key): IdemKey,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let value = read_json(&headers, body, app.config.send_body_limit).await?;
-    let message = parse_message(
-        &app.contract,
-        &app.metrics,
-        &value,
-        "",
-        app.config.max_segments,
-        Utc::now(),
-    )
-    .map_err(ApiError::Validation)?;
+    let message = parse_send(&rules(&app), &body).map_err(ApiError::Validation)?;
     let mut written = None;
-    let response = accept(&app, &ctx, Route::Send, &value, |now| {
-        let m = new_message(&ctx, message, now);
+    let accepted = accept(&app, &caller, key.as_ref(), Route::Send, &body, |now| {
+        let m = new_message(&caller, message, now);
         let response = stored_json(&MessageBody::from(&m), Some(location(m.id)));
         written = Some(AcceptedLog::from(&m));
         Prepared {
@@ -44,12 +36,21 @@ pub async fn send(
     .await?;
     // `prepare` also runs when a concurrent twin's key wins the race; only
     // a fresh answer stands for a message this request wrote.
-    if let Some(m) = written
-        && !response.headers().contains_key("idempotent-replayed")
-    {
-        m.log(&ctx);
+    if let (Some(m), Accepted::Fresh(_)) = (written, &accepted) {
+        m.log(&caller);
     }
-    Ok(response)
+    Ok(accepted.into_response())
+}
+
+/// The validation rules of this deployment, at this instant.
+pub fn rules(app: &AppState) -> Rules<'_> {
+    Rules {
+        contract: &app.contract,
+        metrics: &app.metrics,
+        max_segments: app.config.max_segments,
+        max_items: app.config.bulk_max_items,
+        now: Utc::now(),
+    }
 }
 
 /// What the "message accepted" log line may say about a message: the
@@ -57,7 +58,7 @@ pub async fn send(
 /// and nothing from the credential.
 #[derive(Debug)]
 struct AcceptedLog {
-    id: Uuid,
+    id: MessageId,
     to: String,
     encoding: &'static str,
     segments: u32,
@@ -75,26 +76,27 @@ impl From<&NewMessage> for AcceptedLog {
 }
 
 impl AcceptedLog {
-    fn log(&self, ctx: &SubmitContext) {
+    fn log(&self, caller: &Caller) {
         tracing::info!(
             message_id = %self.id,
             to = self.to.as_str(),
             encoding = self.encoding,
             segments = self.segments,
-            tenant = ctx.tenant.as_str(),
-            shadow = ctx.shadow,
-            correlation_id = ctx.correlation_id.as_str(),
+            tenant = caller.tenant.as_str(),
+            shadow = caller.traffic.is_shadow(),
+            correlation_id = caller.correlation_id.as_str(),
             "message accepted"
         );
     }
 }
 
-/// A fresh, time-ordered id and the request's context around a valid message.
-pub fn new_message(ctx: &SubmitContext, m: ValidMessage, now: DateTime<Utc>) -> NewMessage {
+/// A fresh id (the legacy's ObjectId layout, stamped with `now`'s second)
+/// and the request's context around a valid message.
+pub fn new_message(caller: &Caller, m: ValidMessage, now: DateTime<Utc>) -> NewMessage {
     NewMessage {
-        id: Uuid::now_v7(),
-        tenant: ctx.tenant.clone(),
-        shadow: ctx.shadow,
+        id: process_ids().next(now),
+        tenant: caller.tenant.clone(),
+        shadow: caller.traffic.is_shadow(),
         to: m.to,
         from: m.from,
         body: m.body,
@@ -103,34 +105,35 @@ pub fn new_message(ctx: &SubmitContext, m: ValidMessage, now: DateTime<Utc>) -> 
         schedule_at: m.schedule_at,
         validity_period: m.validity_period,
         metadata: m.metadata,
-        correlation_id: ctx.correlation_id.clone(),
+        correlation_id: caller.correlation_id.clone(),
         created_at: now,
     }
 }
 
-pub fn location(id: Uuid) -> String {
+pub fn location(id: MessageId) -> String {
     format!("/v1/sms/{id}")
 }
 
-/// The `202` body: the contract's `Message`.
+/// The `201` body: the contract's `Message`, fields in the legacy's order
+/// (also the first fields of a `GET`'s `MessageStatus`).
 #[derive(Debug, Serialize)]
 pub struct MessageBody<'a> {
-    id: String,
-    status: &'static str,
-    to: &'a str,
-    from: &'a str,
-    encoding: &'static str,
-    segments: u32,
-    created_at: String,
-    reference: Option<&'a str>,
+    pub(super) id: String,
+    pub(super) status: &'a str,
+    pub(super) to: &'a str,
+    pub(super) from: &'a str,
+    pub(super) encoding: &'a str,
+    pub(super) segments: u32,
+    pub(super) created_at: String,
+    pub(super) reference: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    callback_url: Option<&'a str>,
+    pub(super) callback_url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    schedule_at: Option<String>,
+    pub(super) schedule_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    validity_period: Option<u32>,
+    pub(super) validity_period: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub(super) metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl<'a> From<&'a NewMessage> for MessageBody<'a> {
@@ -142,12 +145,10 @@ impl<'a> From<&'a NewMessage> for MessageBody<'a> {
             from: m.from.as_str(),
             encoding: m.body.encoding().as_str(),
             segments: m.body.segments(),
-            created_at: m.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            created_at: iso_timestamp(m.created_at),
             reference: m.reference.as_deref(),
             callback_url: m.callback_url.as_deref(),
-            schedule_at: m
-                .schedule_at
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            schedule_at: m.schedule_at.map(iso_timestamp),
             validity_period: m.validity_period,
             metadata: m.metadata.as_ref(),
         }

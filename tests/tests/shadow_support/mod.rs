@@ -195,7 +195,7 @@ impl Proxy {
                 dir.path().join("mirror-proxy.toml").display()
             ))
             .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
-            .env("MIRROR_REDACTION_KEY", REDACTION_KEY)
+            .env("DIFF_REDACTION_KEY", REDACTION_KEY)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

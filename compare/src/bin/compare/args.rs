@@ -45,11 +45,14 @@ pub struct Output {
 /// How written values are redacted.
 #[derive(Debug, Args)]
 pub struct RedactArgs {
-    /// HMAC key for hashing phone numbers and message bodies. Without it a
-    /// random key is used and hashes only compare within this run.
+    /// HMAC key for hashing phone numbers and message bodies: the same
+    /// DIFF_REDACTION_KEY mirror-proxy reads, so hashes compare across both
+    /// tools. Without it a random key is used and hashes only compare
+    /// within this run. The old name COMPARE_REDACT_KEY (and
+    /// MIRROR_REDACTION_KEY) still works, with a deprecation warning.
     #[arg(
         long,
-        env = "COMPARE_REDACT_KEY",
+        env = "DIFF_REDACTION_KEY",
         hide_env_values = true,
         value_name = "KEY"
     )]
@@ -219,12 +222,20 @@ pub struct EventsArgs {
 /// the cutover.
 ///
 /// With --max-diff-rate and --min-samples the exit code is the go/no-go:
-/// 0 and a READY line when every route and the whole run have enough samples
-/// and a diff rate at or under the maximum; 1 and a NOT READY line with the
-/// reason otherwise.
+/// 0 and a READY line when every route and the whole run have a diff rate
+/// at or under the maximum, no contract change the run did not acknowledge,
+/// and enough samples; 1 and a NOT READY line with the reasons otherwise
+/// (diff-rate failures first, then unacknowledged contract changes, then
+/// sample shortfalls, each with how many routes fail for it).
+///
+/// A contract change is a difference a client could notice that a rule
+/// accepted on purpose (a status class, an envelope class, Content-Type
+/// normalisation, ids or timestamps of another format). The shipped rules
+/// accept none; the report lists every one apart from noise, and the gate
+/// fails on it unless it is named with --acknowledge-contract-change.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  compare report diffs.jsonl events.jsonl --html report.html --markdown report.md \\\n    --json report.json --max-diff-rate 0.1% --min-samples 1000 && echo 'go for canary'"
+    after_help = "Example:\n  compare report diffs.jsonl events.jsonl --html report.html --markdown report.md \\\n    --json report.json --max-diff-rate 0.1% --min-samples 1000 && echo 'go for canary'\n\nAccepting a contract change the rules that wrote the log declare (the label is in the report and in the NOT READY line):\n  compare report diffs.jsonl --max-diff-rate 0.1% --min-samples 1000 \\\n    --acknowledge-contract-change status-class:send-accepted"
 )]
 pub struct ReportArgs {
     /// Diff logs (from replay, events or the mirror proxy).
@@ -245,6 +256,18 @@ pub struct ReportArgs {
     /// Fewest samples each route and the whole run must have.
     #[arg(long, requires = "max_diff_rate")]
     pub min_samples: Option<u64>,
+    /// Accept one contract change a rule declares, by the label the report
+    /// shows (`status-class:send-accepted`, `envelope-class:<name>`,
+    /// `header-normalize:content-type`, `format-change:/id`). Repeatable,
+    /// or comma-separated. Any accepted change not named here fails the
+    /// gate, so a rule added later cannot slip through an old command line.
+    #[arg(
+        long = "acknowledge-contract-change",
+        value_name = "CONTRACT_CHANGE",
+        value_delimiter = ',',
+        requires = "max_diff_rate"
+    )]
+    pub acknowledge_contract_change: Vec<String>,
     #[command(flatten)]
     pub output: Output,
 }

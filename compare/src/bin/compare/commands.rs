@@ -39,11 +39,20 @@ impl RedactArgs {
             );
             return Ok(Redaction::Disabled);
         }
-        let key = match &self.redact_key {
-            Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
-            _ => {
+        let resolved = compare::redact::resolve_redaction_key(
+            self.redact_key.clone(),
+            &["COMPARE_REDACT_KEY", "MIRROR_REDACTION_KEY"],
+            |name| std::env::var(name).ok(),
+        );
+        for warning in &resolved.warnings {
+            eprintln!("warning: {warning}");
+        }
+        let key = match resolved.key {
+            Some(key) => key.into_bytes(),
+            None => {
                 eprintln!(
-                    "note: COMPARE_REDACT_KEY is not set; hashes use a random key and only compare within this run"
+                    "note: {} is not set; hashes use a random key and only compare within this run",
+                    compare::redact::REDACTION_KEY_ENV
                 );
                 rand::random::<[u8; 32]>().to_vec()
             }
@@ -249,6 +258,12 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         (Some(max_diff_rate), Some(min_samples)) => Some(Gate {
             max_diff_rate,
             min_samples,
+            acknowledged: args
+                .acknowledge_contract_change
+                .iter()
+                .map(|label| label.trim().to_owned())
+                .filter(|label| !label.is_empty())
+                .collect(),
         }),
         _ => None,
     };
@@ -375,7 +390,20 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn check_rules(path: &Path) -> anyhow::Result<ExitCode> {
-    Rules::load(path)?;
+    let rules = Rules::load(path)?;
     println!("{}: ok", path.display());
+    // What a reviewer must see: these rules accept client-visible changes.
+    let changes = rules.contract_changes();
+    if changes.is_empty() {
+        println!("value noise only: no rule accepts a contract change");
+    } else {
+        println!(
+            "{} rules accept a contract change; a gate over their diff logs needs --acknowledge-contract-change for each label it meets:",
+            changes.len()
+        );
+        for (label, rule) in changes {
+            println!("  {label}  ({rule})");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
