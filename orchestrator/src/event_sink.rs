@@ -273,20 +273,6 @@ fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `error` and its causes on one line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut next = error.source();
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
 impl EventSink {
     /// NATS when `NATS_URL` is set, else the JSONL file. See the module doc
     /// for what stops the start and what only delays publishing.
@@ -310,10 +296,10 @@ impl EventSink {
         let client = match first {
             Ok(Ok(client)) => client,
             Ok(Err(e)) if is_misconfiguration(&e) => {
-                bail!("cannot connect to {redacted}: {}", chain(&e))
+                bail!("cannot connect to {redacted}: {}", crate::cause::chain(&e))
             }
             Ok(Err(e)) => {
-                tracing::warn!(url = %redacted, error = %chain(&e), "NATS unreachable at start-up; publishing waits until it answers");
+                tracing::warn!(url = %redacted, error = %crate::cause::chain(&e), "NATS unreachable at start-up; publishing waits until it answers");
                 connect_options(nats, connected.clone())
                     .await?
                     .retry_on_initial_connect()

@@ -155,11 +155,11 @@ impl IdempotencyCache {
                 tracing::info!(url = %redacted, "redis connected");
             }
             Ok(Err(e)) if is_misconfiguration(&e) => {
-                anyhow::bail!("cannot connect to {redacted}: {}", describe(&e))
+                anyhow::bail!("cannot connect to {redacted}: {}", crate::cause::chain(&e))
             }
             first => {
                 let reason = match first {
-                    Ok(Err(e)) => describe(&e),
+                    Ok(Err(e)) => crate::cause::chain(&e),
                     _ => "no answer within 5s".to_owned(),
                 };
                 tracing::warn!(url = %redacted, error = %reason, "redis not reachable at start-up; the fast path is off until it answers");
@@ -177,7 +177,7 @@ impl IdempotencyCache {
                                 return;
                             }
                             Err(e) => {
-                                tracing::warn!(error = %describe(&e), "redis not reachable; retrying in 1s");
+                                tracing::warn!(error = %crate::cause::chain(&e), "redis not reachable; retrying in 1s");
                             }
                         }
                     }
@@ -391,9 +391,9 @@ fn redis_client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
     use anyhow::Context;
     use redis::IntoConnectionInfo;
     let url = config.url.as_ref().map(|u| u.expose()).unwrap_or_default();
-    let mut info = url
-        .into_connection_info()
-        .map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {}", describe(&e)))?;
+    let mut info = url.into_connection_info().map_err(|e| {
+        anyhow::anyhow!("REDIS_URL is not a Redis URL: {}", crate::cause::chain(&e))
+    })?;
     let mut settings = info.redis_settings().clone();
     if let Some(user) = &config.username {
         settings = settings.set_username(user);
@@ -408,7 +408,8 @@ fn redis_client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
         anyhow::bail!("REDIS_CA_FILE or REDIS_CLIENT_CERT is set but REDIS_URL is not rediss://");
     }
     if !custom {
-        return redis::Client::open(info).map_err(|e| anyhow::anyhow!("{}", describe(&e)));
+        return redis::Client::open(info)
+            .map_err(|e| anyhow::anyhow!("{}", crate::cause::chain(&e)));
     }
     let read = |name: &str, path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("{name} {}", path.display()))
@@ -432,22 +433,7 @@ fn redis_client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
             root_cert,
         },
     )
-    .map_err(|e| anyhow::anyhow!("Redis TLS settings: {}", describe(&e)))
-}
-
-/// A Redis error as one line (the server's code and text, or the I/O and
-/// TLS causes).
-fn describe(e: &redis::RedisError) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut next = std::error::Error::source(e);
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = cause.source();
-    }
-    parts.join(": ")
+    .map_err(|e| anyhow::anyhow!("Redis TLS settings: {}", crate::cause::chain(&e)))
 }
 
 /// A failure that retrying cannot fix: wrong credentials or ACL, a client
@@ -467,7 +453,7 @@ fn is_misconfiguration(e: &redis::RedisError) -> bool {
     {
         return true;
     }
-    let text = describe(e).to_ascii_lowercase();
+    let text = crate::cause::chain(e).to_ascii_lowercase();
     [
         "certificate",
         "handshake",

@@ -31,7 +31,8 @@
 //!    [`status_events`] bring delivery statuses back; [`reaper`] enforces
 //!    retention.
 //!
-//! Around them: [`config`] (and [`secret`]: `*_FILE`, never printed),
+//! Around them: [`config`] (and [`secret`]: `*_FILE`, never printed;
+//! [`cause`]: an error and its causes on one line),
 //! [`startup`] (build + run, graceful shutdown), [`reload`] (SIGHUP),
 //! [`metrics`], [`telemetry`], [`dev`].
 
@@ -52,6 +53,7 @@ pub mod status_events;
 pub mod store;
 pub mod submit;
 
+pub mod cause;
 pub mod config;
 pub mod conformance;
 pub mod dev;

@@ -99,21 +99,6 @@ async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A connection error with its causes (sqlx's TLS errors keep rustls's
-/// reason, e.g. `invalid peer certificate: UnknownIssuer`, in the source).
-fn describe(e: &sqlx::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut next = std::error::Error::source(e);
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = cause.source();
-    }
-    parts.join(": ")
-}
-
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -153,7 +138,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect: {}", describe(&e)))?;
+            .map_err(|e| anyhow::anyhow!("cannot connect: {}", crate::cause::chain(&e)))?;
         migrate(&pool).await?;
         let alone = Self {
             pool,
