@@ -46,6 +46,7 @@ start_orchestrator() {
     --nats-url nats://127.0.0.1:4222 --nats-create-stream --nats-stream "$STREAM" \
     --nats-stream-subjects "bench$$.>" --nats-subject "$SUBJECT" \
     --nats-status-subject "bench$$.sms.outbound.status" --nats-status-consumer "bench$$" \
+    --shadow-subject "bench$$.shadow.sms.outbound.request" \
     --database-max-connections "$pool" ${ORCH_ARGS:-} >/tmp/bench-orchestrator.log 2>&1 &
   ORCH=$!
   for _ in $(seq 1 100); do

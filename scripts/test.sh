@@ -92,10 +92,18 @@ if ! port_open 4222; then
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
   wait_port 4222
 fi
-# Trust auth as the postgres role; sweep databases left by killed test runs.
-psql -qAt "postgres://postgres@127.0.0.1:5432/test" -c \
-  "SELECT 'DROP DATABASE IF EXISTS ' || datname || ' WITH (FORCE);' FROM pg_database WHERE datname LIKE 'orch_test_%'" \
-  | psql -q "postgres://postgres@127.0.0.1:5432/test" >/dev/null || true
+# The tests' own role and database (a stock cluster has no `test` database
+# and no password-less TCP login); see scripts/pg-test-role.sh.
+log "PostgreSQL role and database for the tests"
+TEST_DATABASE_URL="${TEST_DATABASE_URL:-$(scripts/pg-test-role.sh)}"
+export TEST_DATABASE_URL
+# Sweep databases left by killed test runs. ORCH_TEST_NO_SWEEP=1 skips this
+# and the stream sweep below (a machine where other suites are running).
+if [ -z "${ORCH_TEST_NO_SWEEP:-}" ]; then
+  psql -qAt "$TEST_DATABASE_URL" -c \
+    "SELECT 'DROP DATABASE IF EXISTS ' || datname || ' WITH (FORCE);' FROM pg_database WHERE datname LIKE 'orch_test\_%'" \
+    | psql -q "$TEST_DATABASE_URL" >/dev/null || true
+fi
 
 # --- 3. checks, build, tests -------------------------------------------------
 log "cargo fmt --check"
@@ -104,7 +112,9 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building every binary"
 cargo build --workspace --bins --locked
-log "deleting JetStream streams left by earlier runs"
-"$CARGO_TARGET_DIR/debug/sweep-test-state"
+if [ -z "${ORCH_TEST_NO_SWEEP:-}" ]; then
+  log "deleting JetStream streams left by earlier runs"
+  "$CARGO_TARGET_DIR/debug/sweep-test-state"
+fi
 log "running every test"
 cargo nextest run --workspace --locked --no-fail-fast

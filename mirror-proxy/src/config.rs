@@ -51,7 +51,12 @@ pub struct Cli {
 
     /// The credential sent in `X-Shadow-Credential` (the orchestrator's SHADOW_SECRET).
     #[arg(long, env = "MIRROR_SHADOW_CREDENTIAL", hide_env_values = true)]
-    pub shadow_credential: Option<String>,
+    pub shadow_credential: Option<Secret>,
+
+    /// File holding the shadow credential (a mounted secret; re-read on
+    /// reload, so a rotated secret is picked up by SIGHUP).
+    #[arg(long, env = "MIRROR_SHADOW_CREDENTIAL_FILE")]
+    pub shadow_credential_file: Option<PathBuf>,
 
     /// Share of requests mirrored, in percent, for routes without their own value.
     #[arg(long, env = "MIRROR_SAMPLE_PERCENT")]
@@ -91,7 +96,11 @@ pub struct Cli {
     /// compare across both tools. The old name MIRROR_REDACTION_KEY (and
     /// COMPARE_REDACT_KEY) still works, with a deprecation warning.
     #[arg(long, env = "DIFF_REDACTION_KEY", hide_env_values = true)]
-    pub redaction_key: Option<String>,
+    pub redaction_key: Option<Secret>,
+
+    /// File holding DIFF_REDACTION_KEY (a mounted secret).
+    #[arg(long, env = "DIFF_REDACTION_KEY_FILE")]
+    pub redaction_key_file: Option<PathBuf>,
 
     /// Write diff records unredacted (never in production).
     #[arg(long)]
@@ -145,9 +154,11 @@ pub struct PrimaryFile {
 pub struct ShadowFile {
     /// `http://host:port` of the orchestrator; unset: nothing is mirrored.
     pub url: Option<String>,
-    pub credential: Option<String>,
+    pub credential: Option<Secret>,
     /// Environment variable holding the credential (keeps it out of the file).
     pub credential_env: Option<String>,
+    /// File holding the credential (a mounted secret).
+    pub credential_file: Option<PathBuf>,
     /// Append `-shadow` to the Host as Envoy does (default true).
     pub host_suffix: Option<bool>,
     pub timeout: Option<String>,
@@ -194,6 +205,8 @@ pub struct DiffFile {
     /// Environment variable holding the redaction key, when it is not the
     /// default `DIFF_REDACTION_KEY`.
     pub redaction_key_env: Option<String>,
+    /// File holding the redaction key (a mounted secret).
+    pub redaction_key_file: Option<PathBuf>,
     pub capture: Option<PathBuf>,
     /// Exchanges waiting for the diff service; more are dropped and counted.
     pub queue: Option<usize>,
@@ -223,8 +236,17 @@ pub struct StaticSettings {
 }
 
 /// A secret value whose `Debug` never prints it.
-#[derive(Clone)]
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -303,6 +325,33 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
+/// A secret given directly or as a file (`*_FILE`, the Kubernetes
+/// convention); both is refused. A file's one trailing line break is
+/// dropped. Errors name the setting, never the value.
+fn secret(
+    key: &'static str,
+    direct: Option<&String>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(invalid(key, "set it or its _FILE, not both")),
+        (Some(value), None) => Ok(Some(value.clone())),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(key, format!("file {}: {e}", path.display())))?;
+            let value = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text);
+            if value.is_empty() {
+                return Err(invalid(key, format!("file {} is empty", path.display())));
+            }
+            Ok(Some(value.to_owned()))
+        }
+    }
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -347,18 +396,27 @@ pub fn static_settings(file: &FileConfig, cli: &Cli) -> Result<StaticSettings, C
     if !health_path.starts_with('/') {
         return Err(invalid("health_path", "must start with '/'"));
     }
-    // The flag or DIFF_REDACTION_KEY, else the variable the file names,
-    // else the tools' old names (with a warning each).
-    let explicit = cli
-        .redaction_key
-        .clone()
-        .filter(|k| !k.is_empty())
-        .or_else(|| {
-            file.diff
+    // The flag or DIFF_REDACTION_KEY (or its _FILE), else the file's
+    // `redaction_key_file`, else the variable the file names, else the
+    // tools' old names (with a warning each).
+    let explicit = match secret(
+        "DIFF_REDACTION_KEY",
+        cli.redaction_key
+            .as_ref()
+            .map(|k| &k.0)
+            .filter(|k| !k.is_empty()),
+        cli.redaction_key_file.as_deref(),
+    )? {
+        Some(key) => Some(key),
+        None => match &file.diff.redaction_key_file {
+            Some(path) => secret("diff.redaction_key_file", None, Some(path))?,
+            None => file
+                .diff
                 .redaction_key_env
                 .as_deref()
-                .and_then(|name| std::env::var(name).ok())
-        });
+                .and_then(|name| std::env::var(name).ok()),
+        },
+    };
     let resolved = compare::redact::resolve_redaction_key(
         explicit,
         &compare::redact::DEPRECATED_REDACTION_KEY_ENVS,
@@ -449,10 +507,18 @@ pub fn dynamic_settings(file: &FileConfig, cli: &Cli) -> Result<DynamicSettings,
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(invalid("shadow.url", "must be an http(s) URL with a host"));
             }
-            let credential = cli
-                .shadow_credential
-                .clone()
-                .or_else(|| file.shadow.credential.clone())
+            let from_cli = secret(
+                "MIRROR_SHADOW_CREDENTIAL",
+                cli.shadow_credential.as_ref().map(|c| &c.0),
+                cli.shadow_credential_file.as_deref(),
+            )?;
+            let from_file = match &file.shadow.credential_file {
+                Some(path) => secret("shadow.credential_file", None, Some(path))?,
+                None => None,
+            };
+            let credential = from_cli
+                .or(from_file)
+                .or_else(|| file.shadow.credential.clone().map(|c| c.0))
                 .or_else(|| {
                     file.shadow
                         .credential_env
@@ -603,5 +669,47 @@ mod tests {
             dynamic_settings(&file, &cli).unwrap()
         );
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn the_credential_and_the_redaction_key_load_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let credential = dir.path().join("credential");
+        std::fs::write(&credential, "credential-from-file-77\n").unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "redaction-key-from-file-88").unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "[primary]\naddress = \"127.0.0.1:3000\"\n[shadow]\nurl = \"http://127.0.0.1:8080\"\n",
+        )
+        .unwrap();
+        let file = read_file(Some(&path)).unwrap();
+        let cli = cli(&[
+            "--shadow-credential-file",
+            credential.to_str().unwrap(),
+            "--redaction-key-file",
+            key.to_str().unwrap(),
+        ]);
+        let dynamic = dynamic_settings(&file, &cli).unwrap();
+        assert_eq!(
+            dynamic.shadow.as_ref().unwrap().credential,
+            "credential-from-file-77"
+        );
+        let fixed = static_settings(&file, &cli).unwrap();
+        assert_eq!(
+            fixed.redaction_key.as_ref().unwrap().0,
+            "redaction-key-from-file-88"
+        );
+        let shown = format!("{dynamic:?} {fixed:?} {cli:?}");
+        assert!(!shown.contains("credential-from-file"), "{shown}");
+        assert!(!shown.contains("redaction-key-from-file"), "{shown}");
+        let both = self::cli(&[
+            "--shadow-credential",
+            "x",
+            "--shadow-credential-file",
+            credential.to_str().unwrap(),
+        ]);
+        assert!(dynamic_settings(&file, &both).is_err());
     }
 }

@@ -13,8 +13,9 @@
 //! 4. [`marking`]: the loop guard (already-marked traffic is never mirrored)
 //!    and the markers put on the copy.
 //! 5. [`correlation`]: primary id → shadow id for status reads.
-//! 6. [`tee`]: the decision, the capped body copy, the in-flight bound and
-//!    the shadow task with its own client and timeout.
+//! 6. [`tee`]: the decision, the capped body copy, the in-flight bound
+//!    ([`budget`], one across reloads) and the shadow task with its own
+//!    client and timeout.
 //! 7. [`forward`]: the primary peer, `X-Forwarded-For`, the `502` problem.
 //! 8. [`capture`]: the primary's answer, copied for the diff.
 //! 9. [`diff_service`]: background service: diff, metrics, diff log
@@ -23,9 +24,11 @@
 //! Around them: [`config`] (file + flags + environment), [`state`] (what
 //! requests share, swapped whole on reload), [`rules`] (compare's rules
 //! plus overlays), [`reload`] (SIGHUP / file watch), [`admin`] (metrics
-//! listener), [`listen`] (port 0 and the readiness line), [`metrics`].
+//! listener), [`listen`] (port 0 and the readiness line), [`metrics`],
+//! [`telemetry`] (JSON lines, Pingora's included).
 
 pub mod admin;
+pub mod budget;
 pub mod capture;
 pub mod config;
 pub mod correlation;
@@ -42,6 +45,7 @@ pub mod rules;
 pub mod sampling;
 pub mod state;
 pub mod tee;
+pub mod telemetry;
 
 use std::sync::Arc;
 

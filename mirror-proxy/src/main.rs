@@ -9,9 +9,17 @@ use mirror_proxy::config::Cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
-    telemetry(&cli.log_format);
+    mirror_proxy::telemetry::init(&cli.log_format);
+    if let Err(e) = run(cli) {
+        // A JSON line like every other, not `Error: …` on stderr.
+        tracing::error!(error = %format!("{e:#}"), "mirror-proxy stopped");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let check = cli.check;
     let prepared = mirror_proxy::prepare(cli)?;
     if check {
@@ -20,21 +28,4 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     mirror_proxy::run(prepared)
-}
-
-/// JSON lines on stdout (or human-readable with `pretty`). Pingora logs
-/// through the `log` crate; tracing-subscriber forwards those too.
-fn telemetry(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "pretty" {
-        builder.init();
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    }
 }

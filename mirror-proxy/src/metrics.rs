@@ -104,6 +104,9 @@ pub struct Metrics {
     pub write_errors: IntCounter,
     /// Diff records written.
     pub records_written: IntCounter,
+    /// Pooled primary connections Pingora dropped unreused (a race in its
+    /// pool, see `telemetry`); synced from the log bridge at each scrape.
+    pub primary_reuse_misses: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -214,6 +217,10 @@ impl Metrics {
                 "Diff log or capture write failures",
             ),
             records_written: counter("mirror_diff_records_total", "Diff records written"),
+            primary_reuse_misses: counter(
+                "mirror_primary_reuse_misses_total",
+                "Pooled primary connections dropped unreused (Pingora pool race; a new connection was dialled)",
+            ),
             registry,
         }
     }
@@ -228,6 +235,11 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
+        let seen = crate::telemetry::reuse_misses();
+        let counted = self.primary_reuse_misses.get();
+        if seen > counted {
+            self.primary_reuse_misses.inc_by(seen - counted);
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use compare::{Differ, KeepRequest, Redaction, Redactor};
 use tokio::sync::mpsc;
 
+use crate::budget::InFlightBudget;
 use crate::config::{Cli, DynamicSettings, StaticSettings};
 use crate::correlation::IdMap;
 use crate::diff_service::DiffJob;
@@ -94,6 +95,9 @@ pub struct Shared {
     pub ids: IdMap,
     /// Primary ETag → shadow ETag of status reads (conditional copies).
     pub etags: IdMap,
+    /// The shadow's in-flight budget, one for the process: a reload resizes
+    /// it and never starts a fresh one beside copies still running.
+    pub in_flight: InFlightBudget,
     pub jobs: mpsc::Sender<DiffJob>,
     /// Set once the SIGHUP handler is installed; the readiness line waits
     /// for it, so a SIGHUP sent after "listening" can never kill the process.
@@ -117,7 +121,10 @@ impl Shared {
             live.settings.correlation.ttl,
             live.settings.correlation.max_entries,
         );
+        let in_flight =
+            InFlightBudget::new(live.shadow.as_ref().map_or(0, |s| s.settings.max_in_flight));
         Self {
+            in_flight,
             live: RwLock::new(Arc::new(live)),
             fixed,
             cli,
@@ -143,6 +150,9 @@ impl Shared {
                 live.settings.correlation.ttl,
                 live.settings.correlation.max_entries,
             );
+        }
+        if let Some(shadow) = &live.shadow {
+            self.in_flight.resize(shadow.settings.max_in_flight);
         }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }

@@ -6,8 +6,9 @@
 //! - the decision is made from the request head, with no I/O;
 //! - body chunks are cloned (`Bytes` is reference-counted) into a buffer
 //!   capped at `max_body_bytes`; over the cap the copy is abandoned;
-//! - the in-flight bound is a `try_acquire` on a semaphore: when it is
-//!   full the copy is dropped and counted, never queued;
+//! - the in-flight bound is a `try_acquire` on the process-wide
+//!   [`crate::budget::InFlightBudget`] (one budget across reloads): when it
+//!   is full the copy is dropped and counted, never queued;
 //! - the shadow request runs in a spawned task with its own HTTP client
 //!   (own connection pool) and its own timeout; the primary never waits
 //!   for it. The task later receives the primary's captured answer over a
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use compare::{Exchange, RecordedRequest, RecordedResponse};
 use http::{HeaderMap, Method, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::config::ShadowSettings;
 use crate::correlation;
@@ -33,13 +34,12 @@ use crate::marking;
 use crate::metrics::{DropReason, Metrics, ShadowError};
 use crate::state::{Live, Shared};
 
-/// The shadow: its settings, its own client (connection pool) and its own
-/// in-flight bound.
+/// The shadow: its settings and its own client (connection pool). Its
+/// in-flight bound is not here: it outlives reloads ([`Shared::in_flight`]).
 #[derive(Debug)]
 pub struct ShadowTarget {
     pub settings: ShadowSettings,
     client: reqwest::Client,
-    in_flight: Arc<Semaphore>,
 }
 
 impl ShadowTarget {
@@ -51,11 +51,7 @@ impl ShadowTarget {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()?;
-        Ok(Self {
-            in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
-            client,
-            settings,
-        })
+        Ok(Self { client, settings })
     }
 
     fn url(&self, path_and_query: &str) -> String {
@@ -172,7 +168,7 @@ pub fn decide(
             }
         }
     }
-    let Ok(permit) = target.in_flight.clone().try_acquire_owned() else {
+    let Some(permit) = shared.in_flight.try_acquire() else {
         metrics.drop(DropReason::InFlightFull);
         return Decision::Skip;
     };

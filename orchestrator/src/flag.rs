@@ -2,9 +2,9 @@
 //! migration plan (phase 0 deploys with it off; rollback flips it off).
 //!
 //! It starts from the flag/env value; when `FLAGS_FILE` is set, the file's
-//! `SUBMIT_API_ENABLED=` line overrides it and is re-read on SIGHUP and
-//! whenever the file changes (polled every 500 ms, so a flip takes effect
-//! within a second, no restart). Each flip is logged.
+//! `SUBMIT_API_ENABLED=` line overrides it and is re-read whenever the file
+//! changes (polled every 500 ms, so a flip takes effect within a second, no
+//! restart) and on SIGHUP ([`crate::reload`]). Each flip is logged.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,23 +47,18 @@ impl SubmitFlag {
         }
     }
 
-    /// Follows `path` until the process ends: SIGHUP or a change re-reads it.
+    /// Follows `path` until the process ends: a change re-reads it.
     pub fn watch(self, path: PathBuf) {
         tokio::spawn(async move {
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut seen: Option<SystemTime> = None;
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
-                let forced = tokio::select! {
-                    _ = tick.tick() => false,
-                    Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
-                };
+                tick.tick().await;
                 let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                if forced || modified != seen {
+                if modified != seen {
                     seen = modified;
                     match read_flag(&path) {
-                        Ok(Some(on)) => self.set(on, if forced { "SIGHUP" } else { "flags file" }),
+                        Ok(Some(on)) => self.set(on, "flags file"),
                         Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, path = %path.display(), "flags file unreadable; flag unchanged")

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 use crate::store::IdempotencyRecord;
 
@@ -110,26 +111,64 @@ enum FastPathError {
 }
 
 impl IdempotencyCache {
-    /// Redis when `url` is set (connecting in the background), else in-process.
-    pub fn new(
-        url: Option<&str>,
-        prefix: &str,
-        timeout: Duration,
-        metrics: Metrics,
-    ) -> anyhow::Result<Self> {
-        let backend = match url {
-            Some(url) => {
-                let client = redis::Client::open(url)?;
-                let cell = Arc::new(OnceCell::new());
+    /// The in-process cache (no Redis configured).
+    pub fn in_process(prefix: &str, timeout: Duration, metrics: Metrics) -> Self {
+        Self {
+            backend: Backend::Local(Arc::new(Mutex::new(HashMap::new()))),
+            prefix: prefix.to_owned(),
+            timeout,
+            metrics,
+            last_warning: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// Redis when `REDIS_URL` is set, else in-process.
+    ///
+    /// The first connection is tried now. A misconfiguration (TLS
+    /// verification, wrong ACL user or password, a bad URL) stops the
+    /// start with the reason; an outage (refused, timed out) does not: the
+    /// fast path stays off, a background task keeps connecting, and the
+    /// database decides alone meanwhile.
+    pub async fn connect(config: &RedisConfig, metrics: Metrics) -> anyhow::Result<Self> {
+        let Some(url) = &config.url else {
+            return Ok(Self::in_process(
+                &config.key_prefix,
+                config.timeout,
+                metrics,
+            ));
+        };
+        let redacted = format!("{url:?}");
+        let client = redis_client(config)?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2);
+        let cell = Arc::new(OnceCell::new());
+        let first = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_connection_manager_with_config(manager_config.clone()),
+        )
+        .await;
+        match first {
+            Ok(Ok(manager)) => {
+                let _ = cell.set(manager);
+                tracing::info!(url = %redacted, "redis connected");
+            }
+            Ok(Err(e)) if is_misconfiguration(&e) => {
+                anyhow::bail!("cannot connect to {redacted}: {}", crate::cause::chain(&e))
+            }
+            first => {
+                let reason = match first {
+                    Ok(Err(e)) => crate::cause::chain(&e),
+                    _ => "no answer within 5s".to_owned(),
+                };
+                tracing::warn!(url = %redacted, error = %reason, "redis not reachable at start-up; the fast path is off until it answers");
                 let target = cell.clone();
                 tokio::spawn(async move {
-                    let config = redis::aio::ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(Duration::from_secs(1)))
-                        .set_response_timeout(Some(Duration::from_secs(1)))
-                        .set_number_of_retries(2);
                     loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                         match client
-                            .get_connection_manager_with_config(config.clone())
+                            .get_connection_manager_with_config(manager_config.clone())
                             .await
                         {
                             Ok(manager) => {
@@ -138,20 +177,17 @@ impl IdempotencyCache {
                                 return;
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e, "redis not reachable; retrying in 1s");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                tracing::warn!(error = %crate::cause::chain(&e), "redis not reachable; retrying in 1s");
                             }
                         }
                     }
                 });
-                Backend::Redis(cell)
             }
-            None => Backend::Local(Arc::new(Mutex::new(HashMap::new()))),
-        };
+        }
         Ok(Self {
-            backend,
-            prefix: prefix.to_owned(),
-            timeout,
+            backend: Backend::Redis(cell),
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
             metrics,
             last_warning: Arc::new(AtomicI64::new(0)),
         })
@@ -348,6 +384,88 @@ impl IdempotencyCache {
     }
 }
 
+/// The Redis client: URL, ACL credentials and TLS from the configuration.
+/// `REDIS_USERNAME`/`REDIS_PASSWORD` override the URL's; `REDIS_CA_FILE`
+/// and a client certificate need a `rediss://` URL.
+fn redis_client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
+    use anyhow::Context;
+    use redis::IntoConnectionInfo;
+    let url = config.url.as_ref().map(|u| u.expose()).unwrap_or_default();
+    let mut info = url.into_connection_info().map_err(|e| {
+        anyhow::anyhow!("REDIS_URL is not a Redis URL: {}", crate::cause::chain(&e))
+    })?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(user) = &config.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password.expose());
+    }
+    info = info.set_redis_settings(settings);
+    let tls = url.starts_with("rediss://");
+    let custom = config.ca_file.is_some() || config.client_cert.is_some();
+    if custom && !tls {
+        anyhow::bail!("REDIS_CA_FILE or REDIS_CLIENT_CERT is set but REDIS_URL is not rediss://");
+    }
+    if !custom {
+        return redis::Client::open(info)
+            .map_err(|e| anyhow::anyhow!("{}", crate::cause::chain(&e)));
+    }
+    let read = |name: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{name} {}", path.display()))
+    };
+    let root_cert = config
+        .ca_file
+        .as_deref()
+        .map(|p| read("REDIS_CA_FILE", p))
+        .transpose()?;
+    let client_tls = match (&config.client_cert, &config.client_key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("REDIS_CLIENT_CERT", cert)?,
+            client_key: read("REDIS_CLIENT_KEY", key)?,
+        }),
+        _ => None,
+    };
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("Redis TLS settings: {}", crate::cause::chain(&e)))
+}
+
+/// A failure that retrying cannot fix: wrong credentials or ACL, a client
+/// configuration error, or TLS verification. rustls's errors reach us as
+/// I/O errors, recognised by their text ("invalid peer certificate", a
+/// handshake alert).
+fn is_misconfiguration(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
+    ) {
+        return true;
+    }
+    if e.code()
+        .is_some_and(|c| matches!(c, "WRONGPASS" | "NOAUTH" | "NOPERM"))
+    {
+        return true;
+    }
+    let text = crate::cause::chain(e).to_ascii_lowercase();
+    [
+        "certificate",
+        "handshake",
+        "tls",
+        "wrongpass",
+        "noauth",
+        "noperm",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,13 +497,11 @@ mod tests {
 
     #[tokio::test]
     async fn in_process_cache_holds_markers_until_their_ttl() {
-        let cache = IdempotencyCache::new(
-            None,
+        let cache = IdempotencyCache::in_process(
             "orch:submit-idem:",
             Duration::from_millis(10),
             Metrics::new(None, crate::metrics::system_clock()),
-        )
-        .unwrap();
+        );
         let k = cache.key("acme", "send", "k1");
         assert!(matches!(
             cache.begin(&k, "fp", Duration::from_millis(50)).await,

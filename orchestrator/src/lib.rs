@@ -27,10 +27,13 @@
 //!    at once.
 //! 7. [`idempotency`] and [`store`]: key, messages and outbox rows in one
 //!    transaction ([`submit::accept`]); `201` after commit.
-//! 8. [`relay`]: outbox → JetStream, woken on commit; [`status_events`]
-//!    bring delivery statuses back; [`reaper`] enforces retention.
+//! 8. [`relay`]: outbox → JetStream ([`event_sink`]), woken on commit;
+//!    [`status_events`] bring delivery statuses back; [`reaper`] enforces
+//!    retention.
 //!
-//! Around them: [`config`], [`startup`] (build + run, graceful shutdown),
+//! Around them: [`config`] (and [`secret`]: `*_FILE`, never printed;
+//! [`cause`]: an error and its causes on one line),
+//! [`startup`] (build + run, graceful shutdown), [`reload`] (SIGHUP),
 //! [`metrics`], [`telemetry`], [`dev`].
 
 pub mod auth;
@@ -38,6 +41,7 @@ pub mod body;
 pub mod contract;
 pub mod correlation;
 pub mod domain;
+pub mod event_sink;
 pub mod flag;
 pub mod idempotency;
 pub mod legacy;
@@ -49,13 +53,16 @@ pub mod status_events;
 pub mod store;
 pub mod submit;
 
+pub mod cause;
 pub mod config;
 pub mod conformance;
 pub mod dev;
 pub mod express;
 pub mod metrics;
 pub mod problem;
+pub mod reload;
 pub mod routes;
+pub mod secret;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

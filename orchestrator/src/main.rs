@@ -29,7 +29,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     orchestrator::telemetry::init(&config.log_format);
-    let app = orchestrator::startup::build(config).await?;
+    let app = match orchestrator::startup::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            // One JSON line naming the dependency and the reason (the
+            // contexts of `build`), never a secret: errors carry setting
+            // names and redacted URLs only.
+            tracing::error!(error = %format!("{e:#}"), "start-up failed");
+            std::process::exit(1);
+        }
+    };
     let (api, admin) = (app.api_addr(), app.admin_addr());
     tracing::info!(api_addr = %api, admin_addr = %admin, store = app.state().store.dialect(), "listening");
     if app.state().config.dev {

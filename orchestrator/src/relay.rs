@@ -19,269 +19,35 @@
 //!   of 2 minutes is also enough.
 //! * NATS down: the whole batch backs off together (exponential, full
 //!   jitter, capped), so rows go out in creation order when NATS returns.
+//! * Shadow events are a lane of their own: a shadow publish that fails
+//!   (its stream deleted, full, or not capturing the subject) defers only
+//!   that row (its own `next_attempt_at`, same capped backoff) and never
+//!   makes the relay wait, so live events are not delayed by shadow
+//!   traffic. Shadow rows that never make it are reaped after
+//!   `SHADOW_RETENTION` (see `reaper`).
+//!
+//! The sink (NATS or the file) and the streams live in [`crate::event_sink`].
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream;
 use chrono::Utc;
 use rand::Rng;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+pub use crate::event_sink::{ACK_TIMEOUT, EventSink, PublishError, SinkHealth, subject_matches};
 use crate::metrics::Metrics;
-use crate::store::{OutboxRow, Store};
+use crate::store::Store;
 
 /// How long a relay owns the rows it claimed.
 /// Short, so rows leased by a crashed replica are picked up again soon; long
 /// enough to cover one batch's publishes and their acks ([`ACK_TIMEOUT`]).
 pub const LEASE: Duration = Duration::from_secs(10);
-/// Longest wait for one PubAck.
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const BATCH: i64 = 512;
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// Whether the sink is connected, for readiness and the metric.
-#[derive(Debug, Clone)]
-pub struct SinkHealth {
-    connected: Arc<AtomicBool>,
-    kind: &'static str,
-}
-
-impl SinkHealth {
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
-    }
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-}
-
-/// Where events go.
-#[derive(Clone)]
-pub enum EventSink {
-    Nats {
-        client: async_nats::Client,
-        js: Box<jetstream::Context>,
-    },
-    File(Arc<Mutex<tokio::fs::File>>, PathBuf),
-}
-
-impl std::fmt::Debug for EventSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EventSink::Nats { .. } => f.write_str("EventSink::Nats"),
-            EventSink::File(_, p) => write!(f, "EventSink::File({})", p.display()),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("publish failed: {0}")]
-    Publish(String),
-    #[error("no acknowledgement within {0:?} (outcome unknown; will republish)")]
-    AckTimeout(Duration),
-    #[error("file sink: {0}")]
-    File(#[from] std::io::Error),
-}
-
-impl PublishError {
-    fn reason(&self) -> &'static str {
-        match self {
-            PublishError::Publish(_) => "publish",
-            PublishError::AckTimeout(_) => "ack_timeout",
-            PublishError::File(_) => "file",
-        }
-    }
-}
-
-impl EventSink {
-    /// NATS when `NATS_URL` is set (connecting in the background, so an
-    /// outage at start-up only delays publishing), else the JSONL file.
-    pub async fn connect(config: &Config) -> anyhow::Result<(Self, SinkHealth)> {
-        let connected = Arc::new(AtomicBool::new(false));
-        match &config.nats_url {
-            Some(url) => {
-                let flag = connected.clone();
-                let client = async_nats::ConnectOptions::new()
-                    .retry_on_initial_connect()
-                    .connection_timeout(Duration::from_secs(2))
-                    .event_callback(move |event| {
-                        let flag = flag.clone();
-                        async move {
-                            match event {
-                                async_nats::Event::Connected => flag.store(true, Ordering::Relaxed),
-                                async_nats::Event::Disconnected => {
-                                    flag.store(false, Ordering::Relaxed);
-                                    tracing::warn!("nats disconnected");
-                                }
-                                other => tracing::info!(event = %other, "nats event"),
-                            }
-                        }
-                    })
-                    .connect(url.as_str())
-                    .await?;
-                if client.connection_state() == async_nats::connection::State::Connected {
-                    connected.store(true, Ordering::Relaxed);
-                }
-                let js = jetstream::ContextBuilder::new()
-                    .ack_timeout(ACK_TIMEOUT)
-                    .build(client.clone());
-                Ok((
-                    Self::Nats {
-                        client,
-                        js: Box::new(js),
-                    },
-                    SinkHealth {
-                        connected,
-                        kind: "nats",
-                    },
-                ))
-            }
-            None => {
-                if let Some(dir) = config
-                    .events_file
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let file = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&config.events_file)
-                    .await?;
-                connected.store(true, Ordering::Relaxed);
-                Ok((
-                    Self::File(Arc::new(Mutex::new(file)), config.events_file.clone()),
-                    SinkHealth {
-                        connected,
-                        kind: "file",
-                    },
-                ))
-            }
-        }
-    }
-
-    /// The NATS client, for the status consumer.
-    pub fn nats(&self) -> Option<(&async_nats::Client, &jetstream::Context)> {
-        match self {
-            EventSink::Nats { client, js } => Some((client, js.as_ref())),
-            EventSink::File(..) => None,
-        }
-    }
-
-    /// Creates or checks the stream. Without `create`, a missing stream or
-    /// one that does not capture the subject is an error that says what to do.
-    pub async fn ensure_stream(&self, config: &Config) -> anyhow::Result<()> {
-        let Some((_, js)) = self.nats() else {
-            return Ok(());
-        };
-        let subjects: Vec<String> = config
-            .nats_stream_subjects
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if config.nats_create_stream {
-            js.get_or_create_stream(jetstream::stream::Config {
-                name: config.nats_stream.clone(),
-                subjects,
-                duplicate_window: Duration::from_secs(300),
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", config.nats_stream))?;
-            return Ok(());
-        }
-        let mut stream = js.get_stream(&config.nats_stream).await.map_err(|e| {
-            anyhow::anyhow!(
-                "JetStream stream {:?} not found ({e}); create it with subjects {:?} \
-                 (and a duplicate_window of at least 2m), or start with NATS_CREATE_STREAM=true",
-                config.nats_stream,
-                config.nats_stream_subjects
-            )
-        })?;
-        let info = stream.info().await?;
-        let captured = |subject: &str| {
-            info.config
-                .subjects
-                .iter()
-                .any(|pattern| subject_matches(pattern, subject))
-        };
-        for subject in [&config.nats_subject, &config.nats_status_subject] {
-            if !captured(subject) {
-                anyhow::bail!(
-                    "stream {:?} does not capture subject {subject:?} (its subjects: {:?})",
-                    config.nats_stream,
-                    info.config.subjects
-                );
-            }
-        }
-        Ok(())
-    }
-
-    async fn publish(&self, row: &OutboxRow) -> Result<(), PublishError> {
-        match self {
-            EventSink::Nats { js, .. } => {
-                let mut headers = async_nats::HeaderMap::new();
-                for (k, v) in &row.headers {
-                    headers.insert(k.as_str(), v.as_str());
-                }
-                let ack = js
-                    .send_publish(
-                        row.subject.clone(),
-                        jetstream::message::PublishMessage::build()
-                            .payload(row.payload.clone().into())
-                            .headers(headers),
-                    )
-                    .await
-                    .map_err(|e| PublishError::Publish(e.to_string()))?;
-                match tokio::time::timeout(ACK_TIMEOUT + Duration::from_millis(500), ack).await {
-                    Ok(Ok(_ack)) => Ok(()),
-                    Ok(Err(e)) => Err(PublishError::Publish(e.to_string())),
-                    Err(_) => Err(PublishError::AckTimeout(ACK_TIMEOUT)),
-                }
-            }
-            EventSink::File(file, _) => {
-                let line = serde_json::json!({
-                    "subject": row.subject,
-                    "headers": row.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                    "payload": serde_json::from_slice::<serde_json::Value>(&row.payload).unwrap_or_default(),
-                });
-                let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-                bytes.push(b'\n');
-                let mut f = file.lock().await;
-                f.write_all(&bytes).await?;
-                f.sync_data().await?;
-                Ok(())
-            }
-        }
-    }
-}
-
-/// NATS subject wildcard match (`*` one token, `>` the rest).
-pub fn subject_matches(pattern: &str, subject: &str) -> bool {
-    let mut p = pattern.split('.');
-    let mut s = subject.split('.');
-    loop {
-        match (p.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some("*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
 
 /// Delay before the `attempt`-th retry: full jitter over a capped exponential.
 pub fn backoff(attempt: u32) -> Duration {
@@ -300,7 +66,8 @@ pub struct Relay {
     pub health: SinkHealth,
     pub wake: Arc<Notify>,
     pub metrics: Metrics,
-    pub config: Config,
+    /// `NATS_SUBJECT`: rows on it are live; any other subject is shadow.
+    pub live_subject: String,
 }
 
 impl Relay {
@@ -318,7 +85,7 @@ impl Relay {
                 .nats_connected
                 .set(i64::from(self.health.is_connected()));
             if !stream_ready {
-                match self.sink.ensure_stream(&self.config).await {
+                match self.sink.ensure_streams().await {
                     Ok(()) => stream_ready = true,
                     Err(e) => {
                         failures += 1;
@@ -392,14 +159,12 @@ impl Relay {
         let results = futures::future::join_all(rows.iter().map(|r| self.sink.publish(r))).await;
         let mut done = Vec::with_capacity(rows.len());
         let mut first_error = None;
+        let mut shadow_failed = Vec::new();
         for (row, result) in rows.iter().zip(results) {
+            let live = row.subject == self.live_subject;
+            let kind = if live { "real" } else { "shadow" };
             match result {
                 Ok(()) => {
-                    let kind = if row.subject == self.config.nats_subject {
-                        "real"
-                    } else {
-                        "shadow"
-                    };
                     self.metrics.published.with_label_values(&[kind]).inc();
                     self.metrics
                         .publish_duration
@@ -412,7 +177,11 @@ impl Relay {
                         .publish_failures
                         .with_label_values(&[e.reason()])
                         .inc();
-                    first_error.get_or_insert(e);
+                    if live {
+                        first_error.get_or_insert(e);
+                    } else {
+                        shadow_failed.push((row, e));
+                    }
                 }
             }
         }
@@ -422,16 +191,32 @@ impl Relay {
             tracing::warn!(error = %e, rows = done.len(), "marking published rows failed");
             return Err(Duration::ZERO);
         }
+        // The shadow lane: each failed shadow row is deferred alone and the
+        // relay goes on at once.
+        if let Some((_, e)) = shadow_failed.first() {
+            tracing::warn!(error = %e, rows = shadow_failed.len(), "shadow events not published; retrying them later without holding up live events");
+        }
+        for (row, e) in &shadow_failed {
+            let delay = backoff(u32::try_from(row.attempts).unwrap_or(1));
+            let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let _ = self
+                .store
+                .mark_failed(row.id, retry_at, &e.to_string())
+                .await;
+        }
         match first_error {
-            None => Ok(done.len()),
+            None => Ok(done.len() + shadow_failed.len()),
             Some(e) => {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
                 let delay = backoff(u32::try_from(attempts).unwrap_or(1));
                 let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis(), "publishing failed; backing off");
-                let published: std::collections::HashSet<i64> =
-                    done.iter().map(|(id, _)| *id).collect();
-                for row in rows.iter().filter(|r| !published.contains(&r.id)) {
+                let settled: std::collections::HashSet<i64> = done
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .chain(shadow_failed.iter().map(|(r, _)| r.id))
+                    .collect();
+                for row in rows.iter().filter(|r| !settled.contains(&r.id)) {
                     let _ = self
                         .store
                         .mark_failed(row.id, retry_at, &e.to_string())
@@ -477,21 +262,6 @@ fn spawn_listener(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationT
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subject_wildcards() {
-        assert!(subject_matches("sms.outbound.>", "sms.outbound.request"));
-        assert!(subject_matches("sms.*.request", "sms.outbound.request"));
-        assert!(!subject_matches("sms.outbound.>", "sms.outbound"));
-        assert!(!subject_matches(
-            "sms.outbound.request",
-            "sms.outbound.status"
-        ));
-        assert!(subject_matches(
-            "sms.outbound.request",
-            "sms.outbound.request"
-        ));
-    }
 
     #[test]
     fn backoff_grows_is_jittered_and_capped() {

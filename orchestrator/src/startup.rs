@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthSettings, Authenticator, KeyAuthSettings};
-use crate::config::Config;
+use crate::config::{AuthConfig, Config};
 use crate::contract::Contract;
 use crate::flag::SubmitFlag;
 use crate::idempotency::IdempotencyCache;
@@ -28,31 +28,42 @@ pub struct Application {
     admin: TcpListener,
     state: AppState,
     sink: EventSink,
+    reloader: crate::reload::Reloader,
 }
 
-/// Auth settings from the flat config.
-pub fn auth_settings(config: &Config) -> AuthSettings {
-    AuthSettings {
-        jwks_file: config.jwt_jwks_file.clone(),
-        jwks_url: config.jwt_jwks_url.clone(),
-        hs256_secret: config.jwt_hs256_secret.clone(),
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
-        leeway: config.jwt_leeway,
-        tenant_claim: config.jwt_tenant_claim.clone(),
-        jwks_refresh_min_interval: config.jwt_jwks_refresh_interval,
-        key_auth: match (&config.key_auth_secret_header, &config.key_auth_secret) {
-            (Some(header), Some(secret)) => Some(KeyAuthSettings {
-                secret_header: header.clone(),
-                secret: secret.clone(),
-            }),
-            _ => None,
-        },
-    }
+/// Auth settings from the auth section (secrets already loaded).
+pub fn auth_settings(config: &AuthConfig) -> anyhow::Result<AuthSettings> {
+    let key_auth = match (&config.key_auth_secret_header, &config.key_auth_secret) {
+        (Some(header), Some(secret)) => Some(KeyAuthSettings {
+            secret_header: header.clone(),
+            secret: secret.expose().to_owned(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!(
+            "KEY_AUTH_SECRET_HEADER is set without KEY_AUTH_SECRET (or KEY_AUTH_SECRET_FILE)"
+        ),
+        (None, Some(_)) => {
+            anyhow::bail!("KEY_AUTH_SECRET is set without KEY_AUTH_SECRET_HEADER")
+        }
+    };
+    Ok(AuthSettings {
+        jwks_file: config.jwks_file.clone(),
+        jwks_url: config.jwks_url.clone(),
+        jwks_ca_file: config.jwks_ca_file.clone(),
+        hs256_secret: config.hs256_secret.as_ref().map(|s| s.expose().to_owned()),
+        issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
+        leeway: config.leeway,
+        tenant_claim: config.tenant_claim.clone(),
+        jwks_refresh_min_interval: config.jwks_refresh_interval,
+        key_auth,
+    })
 }
 
-/// Applies dev mode, then [`build_with_clock`] with the system clock.
+/// Loads the `*_FILE` secrets, applies dev mode, then [`build_with_clock`]
+/// with the system clock.
 pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+    config.load_secrets()?;
     config.apply_dev_mode()?;
     build_with_clock(config, metrics::system_clock()).await
 }
@@ -68,14 +79,15 @@ pub async fn build_with_clock(
         .check_responses
         .then(crate::conformance::Conformance::embedded)
         .transpose()?;
-    let store = Store::connect(&config).await?;
-    let cache = IdempotencyCache::new(
-        config.redis_url.as_deref(),
-        &config.redis_key_prefix,
-        config.redis_timeout,
-        metrics.clone(),
-    )?;
-    let auth = Authenticator::new(auth_settings(&config)).await?;
+    let store = Store::connect(&config.database)
+        .await
+        .map_err(|e| e.context("database (DATABASE_URL)"))?;
+    let cache = IdempotencyCache::connect(&config.redis, metrics.clone())
+        .await
+        .map_err(|e| e.context("redis (REDIS_URL)"))?;
+    let auth = Authenticator::new(auth_settings(&config.auth)?)
+        .await
+        .map_err(|e| e.context("JWT verification keys"))?;
     let mut enabled = config.submit_api_enabled;
     if let Some(path) = &config.flags_file
         && let Some(on) = crate::flag::read_flag(path)?
@@ -86,7 +98,23 @@ pub async fn build_with_clock(
     if let Some(path) = &config.flags_file {
         flag.clone().watch(path.clone());
     }
-    let (sink, health) = EventSink::connect(&config).await?;
+    let reloader = crate::reload::Reloader::install(
+        flag.clone(),
+        config.flags_file.clone(),
+        auth.clone(),
+        config.auth.jwks_file.is_some() || config.auth.jwks_url.is_some(),
+    )?;
+    let (sink, health) = EventSink::connect(&config.nats, &config.shadow, &config.retention)
+        .await
+        .map_err(|e| e.context("nats (NATS_URL)"))?;
+    // The streams are checked now when NATS answers, so a layout that
+    // would lose events (a subject no stream captures) stops the start;
+    // during an outage the relay checks them once NATS is back.
+    if sink.is_connected() {
+        sink.ensure_streams()
+            .await
+            .map_err(|e| e.context("nats (NATS_URL): JetStream streams"))?;
+    }
     let api = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin_listen).await?;
     if config.error_format != crate::config::ErrorFormat::Legacy {
@@ -116,6 +144,7 @@ pub async fn build_with_clock(
         admin,
         state,
         sink,
+        reloader,
     })
 }
 
@@ -149,21 +178,22 @@ impl Application {
             health: state.sink.clone(),
             wake: state.relay_wake.clone(),
             metrics: state.metrics.clone(),
-            config: state.config.clone(),
+            live_subject: state.config.nats.subject.clone(),
         };
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(relay.run(stop.clone()));
         tasks.spawn(crate::reaper::run(
             state.store.clone(),
-            state.config.clone(),
+            crate::reaper::Retention::new(&state.config.retention, &state.config.shadow),
             state.metrics.clone(),
             stop.clone(),
         ));
         tasks.spawn(refresh_jwks(state.auth.clone(), stop.clone()));
+        tasks.spawn(self.reloader.run(stop.clone()));
         if let Some((_, js)) = self.sink.nats() {
             tasks.spawn(crate::status_events::run(
                 js.clone(),
-                state.config.clone(),
+                state.config.nats.clone(),
                 state.store.clone(),
                 state.metrics.clone(),
                 stop.clone(),

@@ -11,13 +11,13 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::NatsConfig;
 use crate::metrics::Metrics;
 use crate::store::{StatusApplied, StatusEvent, Store, StoreError};
 
 pub async fn run(
     js: jetstream::Context,
-    config: Config,
+    config: NatsConfig,
     store: Store,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -38,18 +38,18 @@ pub async fn run(
 
 async fn consume(
     js: &jetstream::Context,
-    config: &Config,
+    config: &NatsConfig,
     store: &Store,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let stream = js.get_stream(&config.nats_stream).await?;
+    let stream = js.get_stream(&config.stream).await?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
-            &config.nats_status_consumer,
+            &config.status_consumer,
             pull::Config {
-                durable_name: Some(config.nats_status_consumer.clone()),
-                filter_subject: config.nats_status_subject.clone(),
+                durable_name: Some(config.status_consumer.clone()),
+                filter_subject: config.status_subject.clone(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()

@@ -4,7 +4,11 @@
 //!
 //! Service addresses come from `TEST_DATABASE_URL`, `TEST_REDIS_URL` and
 //! `TEST_NATS_URL` (defaults: the machine's services on their usual ports).
-//! The project's test command makes sure they answer before any test runs.
+//! The project's test command makes sure they answer before any test runs;
+//! the database default is the role and database that
+//! `scripts/pg-test-role.sh` makes (it runs as part of the test command):
+//! role `orch_test` with CREATEDB and a password, since a stock cluster
+//! allows no password-less TCP login.
 
 pub mod parity;
 pub mod rehearsal;
@@ -18,6 +22,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod tls;
+
 /// HS256 secret every spawned orchestrator trusts.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// Shadow credential every spawned orchestrator accepts.
@@ -25,7 +31,7 @@ pub const SHADOW_SECRET: &str = "integration-shadow-credential";
 
 pub fn postgres_admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+        .unwrap_or_else(|_| "postgres://orch_test:orch_test@127.0.0.1:5432/orch_test".into())
 }
 
 pub fn redis_url() -> String {
@@ -34,6 +40,14 @@ pub fn redis_url() -> String {
 
 pub fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A free TCP port on loopback (for servers that take a port number).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A short random id for names.
@@ -183,7 +197,15 @@ impl NatsNames {
             format!("--nats-status-subject={}", self.status_subject()),
             format!("--shadow-subject={}", self.shadow_subject()),
             format!("--nats-status-consumer={}-status", self.prefix),
+            // Never the default shadow stream name on a shared server.
+            format!("--nats-shadow-stream={}", self.shadow_stream()),
         ]
+    }
+
+    /// This test's shadow stream (created only when the live stream does
+    /// not capture the shadow subject).
+    pub fn shadow_stream(&self) -> String {
+        format!("{}_SHADOW", self.stream)
     }
 }
 
@@ -197,6 +219,9 @@ pub struct Options {
     pub submit_disabled: bool,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Leave out the default `--jwt-hs256-secret`/`--shadow-secret` (a test
+    /// that passes secrets its own way, e.g. from files).
+    pub no_default_secrets: bool,
 }
 
 /// A running orchestrator process.
@@ -239,18 +264,44 @@ impl TestApp {
         Self::spawn_in(options, dir).await
     }
 
-    /// Starts the binary in `dir` (SQLite file and events file live there).
-    pub async fn spawn_in(options: Options, dir: tempfile::TempDir) -> Self {
+    /// Starts the binary expecting it to refuse to start: waits (30 s at
+    /// most) for it to exit non-zero and returns the `error` field of its
+    /// `start-up failed` line.
+    pub async fn start_failure(options: Options) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = tokio::time::timeout(
+            Duration::from_secs(30),
+            Self::command(&options, dir.path()).output(),
+        )
+        .await
+        .expect("the orchestrator exits within 30 s")
+        .expect("run orchestrator");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !output.status.success(),
+            "expected a refusal to start; it exited {}:\n{stdout}",
+            output.status
+        );
+        for line in stdout.lines() {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+            if v["message"] == "start-up failed" {
+                return v["error"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+        panic!("no `start-up failed` line:\n{stdout}");
+    }
+
+    /// The command line [`TestApp::spawn_in`] runs.
+    fn command(options: &Options, dir: &std::path::Path) -> Command {
         let mut cmd = Command::new(binary("orchestrator"));
-        cmd.current_dir(dir.path())
+        cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .args([
                 "--listen=127.0.0.1:0",
                 "--admin-listen=127.0.0.1:0",
-                &format!("--jwt-hs256-secret={SECRET}"),
-                &format!("--shadow-secret={SHADOW_SECRET}"),
                 // Every answer a test sees is checked against the contract;
                 // a violation fails the test when the app is dropped.
                 "--check-responses",
@@ -258,6 +309,12 @@ impl TestApp {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        if !options.no_default_secrets {
+            cmd.args([
+                format!("--jwt-hs256-secret={SECRET}"),
+                format!("--shadow-secret={SHADOW_SECRET}"),
+            ]);
+        }
         if !options.submit_disabled {
             cmd.arg("--submit-api-enabled");
         }
@@ -274,7 +331,14 @@ impl TestApp {
         for (k, v) in &options.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn orchestrator");
+        cmd
+    }
+
+    /// Starts the binary in `dir` (SQLite file and events file live there).
+    pub async fn spawn_in(options: Options, dir: tempfile::TempDir) -> Self {
+        let mut child = Self::command(&options, dir.path())
+            .spawn()
+            .expect("spawn orchestrator");
         let stdout = child.stdout.take().expect("piped stdout");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -295,10 +359,14 @@ impl TestApp {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        let (api, admin) = tokio::time::timeout(Duration::from_secs(30), rx)
+        let started = tokio::time::timeout(Duration::from_secs(30), rx)
             .await
-            .expect("orchestrator did not report its address within 30 s")
-            .expect("orchestrator exited before listening");
+            .expect("orchestrator did not report its address within 30 s");
+        let Ok((api, admin)) = started else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let lines = logs.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+            panic!("orchestrator exited before listening:\n{lines}");
+        };
         Self {
             api: format!("http://{api}"),
             admin: format!("http://{admin}"),
@@ -534,10 +602,11 @@ pub struct PrivateNats {
 
 impl PrivateNats {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        Self::start_on(free_port()).await
+    }
+
+    /// On a given port (a test that starts a client before its server).
+    pub async fn start_on(port: u16) -> Self {
         let mut nats = Self {
             port,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -644,25 +713,118 @@ impl PrivatePostgres {
             .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).max())
             .expect("PostgreSQL server binaries under /usr/lib/postgresql");
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let pg = Self { port, dir, bin };
+        pg.init();
+        pg.resume();
+        pg
+    }
+
+    /// A cluster authenticated as a stock Debian install is: `peer` on the
+    /// Unix socket, `scram-sha-256` over TCP, no `test` database.
+    pub async fn start_stock() -> Self {
+        let pg = Self::start().await;
+        std::fs::write(
+            pg.dir.path().join("data/pg_hba.conf"),
+            "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+        )
+        .expect("pg_hba.conf");
+        pg.run(&format!(
+            "{}/pg_ctl -D {} reload >/dev/null",
+            pg.bin.display(),
+            pg.data()
+        ));
+        pg
+    }
+
+    /// The directory of the cluster's Unix socket (for `PGHOST`).
+    pub fn socket_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn init(&self) {
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(self.dir.path())
+            .status();
+        let ok = self
+            .run(&format!(
+                "{}/initdb -D {} -U postgres --auth=trust -N >/dev/null",
+                self.bin.display(),
+                self.data()
+            ))
+            .success();
+        assert!(ok, "initdb failed");
+    }
+
+    /// A cluster with `ssl = on` (the PKI's `localhost` certificate, client
+    /// certificates checked against its CA) whose `pg_hba.conf` allows TCP
+    /// only over TLS: `hostssl` with scram-sha-256 for `orch` (database
+    /// `orch`, password `password`) and `cert` for `certuser` (database
+    /// `certdb`). The superuser logs in over the private Unix socket only.
+    pub async fn start_tls(pki: &tls::Pki, password: &str) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).max())
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql");
+        let pg = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            bin,
+        };
+        pg.init();
+        let data = pg.dir.path().join("data");
+        for (from, to) in [
+            (&pki.server_cert, "server.crt"),
+            (&pki.server_key, "server.key"),
+            (&pki.ca, "root.crt"),
+        ] {
+            tls::write_private(&data.join(to), &std::fs::read(from).expect("PEM"));
+        }
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local   all  postgres                 trust\n\
+             hostssl orch orch      127.0.0.1/32  scram-sha-256\n\
+             hostssl orch orch      ::1/128       scram-sha-256\n\
+             hostssl certdb certuser 127.0.0.1/32 cert\n\
+             hostssl certdb certuser ::1/128      cert\n",
+        )
+        .expect("pg_hba.conf");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        std::io::Write::write_all(
+            &mut conf,
+            b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\npassword_encryption = 'scram-sha-256'\n",
+        )
+        .expect("postgresql.conf");
         let _ = std::process::Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(pg.dir.path())
             .status();
-        let data = pg.data();
-        let ok = pg
+        pg.resume();
+        for sql in [
+            format!("CREATE ROLE orch LOGIN PASSWORD '{password}'"),
+            "CREATE DATABASE orch OWNER orch".to_owned(),
+            "CREATE ROLE certuser LOGIN".to_owned(),
+            "CREATE DATABASE certdb OWNER certuser".to_owned(),
+        ] {
+            pg.psql(&sql);
+        }
+        pg
+    }
+
+    /// Runs SQL as the superuser over the cluster's own Unix socket.
+    pub fn psql(&self, sql: &str) {
+        let ok = self
             .run(&format!(
-                "{}/initdb -D {data} -U postgres --auth=trust -N >/dev/null",
-                pg.bin.display()
+                "psql -qX -v ON_ERROR_STOP=1 -h {} -p {} -U postgres -d postgres -c \"{sql}\" >/dev/null",
+                self.dir.path().display(),
+                self.port
             ))
             .success();
-        assert!(ok, "initdb failed");
-        pg.resume();
-        pg
+        assert!(ok, "psql {sql:?} failed");
     }
 
     fn data(&self) -> String {

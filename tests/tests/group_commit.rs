@@ -43,7 +43,7 @@ fn acceptance(key: Option<&str>, fingerprint: &str, messages: usize) -> Arc<Acce
 
 async fn store(db: &TestDatabase, max_requests: usize) -> PgStore {
     PgStore::connect(
-        &db.url,
+        db.url.parse().expect("database URL"),
         8,
         GroupCommit {
             max_requests,

@@ -305,9 +305,11 @@ const FORBIDDEN_LABELS: &[&str] = &[
 // ---------------------------------------------------------------------------
 // The catalogue against a real scrape.
 
-/// NATS arguments with the shadow subject outside the test's stream, so
-/// shadow events fail to publish (`no responders`) and the failure family
-/// appears, while live events publish normally.
+/// NATS arguments with the shadow subject outside the test's stream, in a
+/// shadow stream of its own that [`unstream_shadow`] deletes once the
+/// orchestrator has started, so shadow events fail to publish (`no
+/// responders`) and the failure family appears, while live events publish
+/// normally.
 fn nats_args_with_unstreamed_shadow(nats: &NatsNames) -> Vec<String> {
     vec![
         format!("--nats-url={}", nats.url),
@@ -318,7 +320,15 @@ fn nats_args_with_unstreamed_shadow(nats: &NatsNames) -> Vec<String> {
         format!("--nats-status-subject={}", nats.status_subject()),
         format!("--nats-status-consumer={}-status", nats.prefix),
         format!("--shadow-subject=unstreamed.{}.shadow", nats.prefix),
+        format!("--nats-shadow-stream={}", nats.shadow_stream()),
     ]
+}
+
+/// Deletes the shadow stream the orchestrator created at start-up.
+async fn unstream_shadow(nats: &NatsNames) {
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream(nats.shadow_stream()).await.unwrap();
 }
 
 #[tokio::test]
@@ -333,6 +343,7 @@ async fn the_catalogue_matches_what_is_emitted() {
         ..Options::default()
     })
     .await;
+    unstream_shadow(&nats).await;
 
     // Traffic that touches every family.
     let readyz = app
@@ -1298,4 +1309,56 @@ fn the_dashboard_is_importable_and_queries_only_series_that_exist() {
             "{signal} is on no panel"
         );
     }
+}
+
+/// Issue #16, defect 6: Kong's consumer headers are in the request line at
+/// the default level (`info`), for accepted and refused requests alike.
+#[tokio::test]
+async fn kong_consumer_headers_are_in_the_request_line_at_the_default_level() {
+    let app = TestApp::embedded().await;
+    let consumer = uuid::Uuid::new_v4().to_string();
+    let accepted = app
+        .request(Method::POST, "/v1/sms/send")
+        .json(&send_body("audit"))
+        .header("X-Correlation-ID", "audit-accepted")
+        .header("X-Consumer-ID", &consumer)
+        .header("X-Consumer-Custom-ID", "acme-billing")
+        .header("X-Consumer-Username", "acme")
+        .header("X-Credential-Identifier", "acme-jwt-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED);
+    let refused = app
+        .http
+        .post(format!("{}/v1/sms/send", app.api))
+        .header("X-Correlation-ID", "audit-refused")
+        .header("X-Tenant-Id", &app.tenant)
+        .header("X-Consumer-ID", &consumer)
+        .header("X-Anonymous-Consumer", "true")
+        .json(&send_body("audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let line = &await_log_lines(&app, 1, |l| {
+        l["target"] == "request" && l["correlation_id"] == "audit-accepted"
+    })
+    .await[0];
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["consumer_id"], consumer.as_str(), "{line}");
+    assert_eq!(line["consumer_custom_id"], "acme-billing", "{line}");
+    assert_eq!(line["consumer_username"], "acme", "{line}");
+    assert_eq!(line["credential_identifier"], "acme-jwt-key", "{line}");
+    assert!(line.get("anonymous_consumer").is_none(), "{line}");
+
+    let line = &await_log_lines(&app, 1, |l| {
+        l["target"] == "request" && l["correlation_id"] == "audit-refused"
+    })
+    .await[0];
+    assert_eq!(line["status"], 401, "{line}");
+    assert_eq!(line["consumer_id"], consumer.as_str(), "{line}");
+    assert_eq!(line["anonymous_consumer"], true, "{line}");
+    assert!(line.get("consumer_custom_id").is_none(), "{line}");
 }

@@ -375,24 +375,25 @@ async fn shadow_traffic_never_reaches_the_real_subject() {
 }
 
 #[tokio::test]
-async fn without_create_the_orchestrator_says_which_stream_is_missing() {
+async fn without_create_the_orchestrator_refuses_to_start_naming_the_missing_stream() {
     let db = TestDatabase::create().await;
     let nats = NatsNames::fresh();
     let mut args = nats.args();
     args.retain(|a| a != "--nats-create-stream");
-    let app = TestApp::spawn(Options {
+    let error = TestApp::start_failure(Options {
         database_url: Some(db.url.clone()),
         args,
         ..Options::default()
     })
     .await;
-    let r = app.send(&send_body("no stream"), None).await;
-    assert_eq!(r.status(), StatusCode::CREATED, "accepted durably even so");
-    let said = eventually(Duration::from_secs(5), || async {
-        app.log_lines()
-            .into_iter()
-            .find(|l| l.contains("not found") && l.contains(&nats.stream))
-    })
-    .await;
-    assert!(said.is_some(), "a log line names the missing stream");
+    assert!(
+        error.contains("nats (NATS_URL)")
+            && error.contains("not found")
+            && error.contains(&nats.stream),
+        "{error}"
+    );
+    assert!(
+        error.contains("NATS_CREATE_STREAM"),
+        "says what to do: {error}"
+    );
 }

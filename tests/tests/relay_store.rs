@@ -40,7 +40,7 @@ async fn relay_round(store: &PgStore, limit: i64) -> usize {
 async fn relay_batches_do_not_scan_the_grown_tables() {
     let db = TestDatabase::create().await;
     let store = PgStore::connect(
-        &db.url,
+        db.url.parse().expect("database URL"),
         4,
         GroupCommit {
             max_requests: 1,

@@ -272,3 +272,59 @@ async fn a_full_in_flight_budget_drops_copies_instead_of_queueing_them() {
     );
     assert_eq!(proxy.metric("mirror_shadow_in_flight").await, 0.0);
 }
+
+/// Issue #16, defect 5: the budget is the process's, not one per reload.
+/// Copies stalled on a slow shadow keep their slots through a reload, so
+/// the copies after it find the budget still full.
+#[tokio::test]
+async fn reloads_do_not_add_room_beside_copies_still_in_flight() {
+    let legacy = Legacy::spawn(&[]).await;
+    // Stalled for longer than the test runs, even on a loaded machine: the
+    // first two copies hold their slots throughout.
+    let stalled = Stub::start(Behaviour::Slow(Duration::from_secs(30))).await;
+    let mut config = ProxyConfig::new(&legacy.addr, Some(&stalled.addr.to_string()));
+    config.max_in_flight = 2;
+    config.timeout = "60s".into();
+    let mut proxy = Proxy::spawn(config.clone()).await;
+    let http = http_client();
+
+    for round in 0..3 {
+        for i in 0..2 {
+            let response = send(&http, &proxy.url(), &send_body(&format!("r{round} {i}")))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(response.status(), 201);
+        }
+        if round < 2 {
+            proxy.reload(config.clone());
+            let reloads = f64::from(round + 1);
+            assert_eq!(
+                proxy
+                    .wait_metric("mirror_config_reloads_total{result=\"ok\"}", reloads)
+                    .await,
+                reloads
+            );
+        }
+    }
+    assert_eq!(
+        proxy
+            .metric("mirror_mirrored_total{route=\"POST /v1/sms/send\"}")
+            .await,
+        2.0,
+        "only the first two copies fit the budget"
+    );
+    assert_eq!(
+        proxy
+            .metric("mirror_dropped_total{reason=\"in-flight-full\"}")
+            .await,
+        4.0
+    );
+    assert!(proxy.metric("mirror_shadow_in_flight").await <= 2.0);
+    assert!(
+        stalled
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            <= 2
+    );
+}

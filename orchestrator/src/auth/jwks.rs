@@ -1,6 +1,11 @@
 //! The token verification keys: a JSON Web Key Set (RFC 7517 §5) read from a
-//! file or an `http://` URL, cached by `kid`, refreshed when a token names a
-//! key we do not have.
+//! file or an `https://` (or `http://`) URL, cached by `kid`, refreshed when
+//! a token names a key we do not have.
+//!
+//! An https JWKS is verified against the system's roots (the platform
+//! verifier) plus, when set, the roots of `JWT_JWKS_CA_FILE` (an identity
+//! provider behind a private CA). TLS is the process's one rustls stack
+//! with the ring provider.
 //!
 //! Each key is imported with jwt-simple's strict JWK importers
 //! (`RS256PublicKey::from_jwk`, `ES256PublicKey::from_jwk`,
@@ -190,28 +195,37 @@ pub(crate) fn redact_url(url: &reqwest::Url) -> String {
 }
 
 impl JwksSource {
-    /// A URL source. Only `http://` is built in: this crate's reqwest has no
-    /// TLS backend (one would put a second rustls crypto provider into the
-    /// process next to async-nats's). Point it at an in-cluster endpoint, or
-    /// sync the identity provider's set into a file.
-    pub(crate) fn url(url: &str) -> anyhow::Result<Self> {
+    /// A URL source: `https://` (system roots plus the PEM roots in
+    /// `ca_file`, when given) or `http://` (an in-cluster endpoint).
+    pub(crate) fn url(url: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let parsed = reqwest::Url::parse(url).context("jwks_url is not a URL")?;
         match parsed.scheme() {
-            "http" => {}
-            "https" => bail!(
-                "jwks_url {}: https is not built in; use jwks_file (synced from the identity \
-                 provider) or an http:// endpoint inside the cluster",
-                redact_url(&parsed)
-            ),
-            other => bail!("jwks_url scheme {other:?} is not supported"),
+            "http" | "https" => {}
+            other => bail!("jwks_url scheme {other:?} is not supported (https or http)"),
         }
-        // The workspace builds reqwest's rustls without a default provider
-        // (feature unification with `compare`); install ring, as main does.
+        // The workspace builds reqwest's rustls without a provider of its
+        // own; ring is the process's one (main installs it too).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
-            .build()
-            .context("building the JWKS HTTP client")?;
+            .redirect(reqwest::redirect::Policy::limited(3));
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("JWT_JWKS_CA_FILE {}", path.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!(
+                    "JWT_JWKS_CA_FILE {} holds no PEM certificate",
+                    path.display()
+                )
+            })?;
+            ensure!(
+                !roots.is_empty(),
+                "JWT_JWKS_CA_FILE {} holds no PEM certificate",
+                path.display()
+            );
+            builder = builder.tls_certs_merge(roots);
+        }
+        let client = builder.build().context("building the JWKS HTTP client")?;
         Ok(JwksSource::Url {
             url: parsed,
             client,
@@ -233,7 +247,7 @@ impl JwksSource {
                     .header(http::header::ACCEPT, "application/json")
                     .send()
                     .await
-                    .with_context(|| format!("fetching JWKS {redacted}"))?
+                    .map_err(|e| anyhow!("fetching JWKS {redacted}: {}", error_chain(&e)))?
                     .error_for_status()
                     .with_context(|| format!("fetching JWKS {redacted}"))?;
                 if response
@@ -250,6 +264,28 @@ impl JwksSource {
             }
         }
     }
+}
+
+/// An HTTP client error with its causes, the URL left out (it is logged
+/// redacted): a TLS failure reads `… invalid peer certificate: UnknownIssuer`.
+fn error_chain(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut parts = vec![kind.to_owned()];
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// The cached key set and its refresh policy.
@@ -431,15 +467,19 @@ mod tests {
     }
 
     #[test]
-    fn url_source_accepts_http_and_refuses_https_with_advice() {
-        assert!(JwksSource::url("http://idp.internal/jwks.json").is_ok());
-        let err = JwksSource::url("https://user:pw@idp.example/jwks?token=x").unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("jwks_file"), "{message}");
+    fn url_source_accepts_https_and_http_only_and_never_shows_credentials() {
+        assert!(JwksSource::url("http://idp.internal/jwks.json", None).is_ok());
+        let source = JwksSource::url("https://user:pw@idp.example/jwks?token=x", None).unwrap();
+        let shown = format!("{source:?}");
         assert!(
-            !message.contains("pw") && !message.contains("token=x"),
-            "{message}"
+            !shown.contains("pw") && !shown.contains("token=x"),
+            "{shown}"
         );
-        assert!(JwksSource::url("file:///etc/jwks.json").is_err());
+        assert!(JwksSource::url("file:///etc/jwks.json", None).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let err = JwksSource::url("https://idp.example/jwks", Some(&not_pem)).unwrap_err();
+        assert!(format!("{err:#}").contains("JWT_JWKS_CA_FILE"), "{err:#}");
     }
 }

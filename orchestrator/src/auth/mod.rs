@@ -34,7 +34,7 @@
 
 mod dev_token;
 mod error;
-mod headers;
+pub(crate) mod headers;
 mod jwks;
 mod jwt;
 mod key_auth;
@@ -75,9 +75,11 @@ pub struct AuthSettings {
     /// A JWKS document on disk (for example synced from the identity
     /// provider, or the keys Kong's jwt credentials use).
     pub jwks_file: Option<PathBuf>,
-    /// A JWKS URL, `http://` only: this crate's reqwest has no TLS backend.
-    /// For an `https://` identity provider, sync its set into `jwks_file`.
+    /// A JWKS URL, `https://` (system roots plus `jwks_ca_file`) or
+    /// `http://`.
     pub jwks_url: Option<String>,
+    /// PEM roots trusted for an https `jwks_url` besides the system's.
+    pub jwks_ca_file: Option<PathBuf>,
     /// Enables HS256 with this secret (at least 32 bytes). Unset, HS256
     /// tokens are refused.
     pub hs256_secret: Option<String>,
@@ -101,6 +103,7 @@ impl Default for AuthSettings {
         AuthSettings {
             jwks_file: None,
             jwks_url: None,
+            jwks_ca_file: None,
             hs256_secret: None,
             issuer: None,
             audience: None,
@@ -121,6 +124,7 @@ impl fmt::Debug for AuthSettings {
         f.debug_struct("AuthSettings")
             .field("jwks_file", &self.jwks_file)
             .field("jwks_url", &url)
+            .field("jwks_ca_file", &self.jwks_ca_file)
             .field(
                 "hs256_secret",
                 &self.hs256_secret.as_ref().map(|_| "<redacted>"),
@@ -230,7 +234,7 @@ impl Authenticator {
         let source = match (&settings.jwks_file, &settings.jwks_url) {
             (Some(_), Some(_)) => bail!("set jwks_file or jwks_url, not both"),
             (Some(path), None) => Some(JwksSource::File(path.clone())),
-            (None, Some(url)) => Some(JwksSource::url(url)?),
+            (None, Some(url)) => Some(JwksSource::url(url, settings.jwks_ca_file.as_deref())?),
             (None, None) => None,
         };
         if source.is_none() && settings.hs256_secret.is_none() && settings.key_auth.is_none() {

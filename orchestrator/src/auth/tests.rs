@@ -932,7 +932,7 @@ async fn inconsistent_settings_are_refused_at_start() {
             },
         ),
         (
-            "https url",
+            "https url that does not answer",
             AuthSettings {
                 jwks_url: Some("https://idp.example/jwks".to_owned()),
                 ..AuthSettings::default()

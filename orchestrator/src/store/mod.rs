@@ -266,25 +266,24 @@ macro_rules! dispatch {
 
 impl Store {
     /// Connects and applies migrations.
-    pub async fn connect(config: &crate::config::Config) -> anyhow::Result<Self> {
+    pub async fn connect(config: &crate::config::DatabaseConfig) -> anyhow::Result<Self> {
         if config.is_postgres() {
-            let url = config.database_url.as_deref().unwrap_or_default();
             Ok(Self::Postgres(
                 PgStore::connect(
-                    url,
-                    config.database_max_connections,
+                    postgres::connect_options(config)?,
+                    config.max_connections,
                     GroupCommit {
-                        max_requests: config.database_group_commit,
-                        concurrency: config.database_commit_concurrency,
+                        max_requests: config.group_commit,
+                        concurrency: config.commit_concurrency,
                         ..GroupCommit::default()
                     },
                 )
                 .await?,
             ))
-        } else if let Some(url) = config.database_url.as_deref() {
+        } else if let Some(url) = &config.url {
             anyhow::bail!(
                 "DATABASE_URL must be a postgres:// URL (got scheme {:?}); unset it for embedded SQLite",
-                url.split(':').next().unwrap_or_default()
+                url.expose().split(':').next().unwrap_or_default()
             )
         } else {
             Ok(Self::Sqlite(SqliteStore::open(&config.sqlite_path).await?))
@@ -368,6 +367,18 @@ impl Store {
     /// Deletes up to `batch` outbox rows published before `before`.
     pub async fn reap_outbox(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
         dispatch!(self, s => s.reap_outbox(before, batch).await)
+    }
+
+    /// Deletes up to `batch` unpublished outbox rows on `subject` created
+    /// before `before` (shadow events that never made it; published ones
+    /// go with [`Store::reap_outbox`]).
+    pub async fn reap_unpublished(
+        &self,
+        subject: &str,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.reap_unpublished(subject, before, batch).await)
     }
 
     /// Deletes up to `batch` shadow messages created before `before`.

@@ -30,6 +30,75 @@ pub const OUTBOX_CHANNEL: &str = "orch_outbox";
 /// answered `409`.
 const KEY_LOCK_TIMEOUT: &str = "2s";
 
+/// The connection options: `DATABASE_URL` (libpq's URL parameters apply),
+/// then the explicit settings on top: `DATABASE_PASSWORD`,
+/// `DATABASE_SSLMODE`, `DATABASE_SSL_ROOT_CERT`, `DATABASE_SSL_CERT`/`KEY`.
+/// TLS is rustls with the ring provider (one TLS stack in the process);
+/// without a root certificate, `verify-ca`/`verify-full` check against the
+/// system's roots.
+pub fn connect_options(config: &crate::config::DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
+    use sqlx::postgres::PgSslMode;
+    let url = config.url.as_ref().map(|u| u.expose()).unwrap_or_default();
+    let mut options: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| anyhow::anyhow!("DATABASE_URL is not a Postgres URL: {e}"))?;
+    if let Some(password) = &config.password {
+        options = options.password(password.expose());
+    }
+    if let Some(mode) = &config.sslmode {
+        let mode: PgSslMode = mode
+            .parse()
+            .map_err(|_| anyhow::anyhow!("DATABASE_SSLMODE {mode:?} is not an sslmode"))?;
+        options = options.ssl_mode(mode);
+    }
+    let readable = |name: &str, path: &std::path::Path| {
+        std::fs::metadata(path)
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{name} {}: {e}", path.display()))
+    };
+    if let Some(ca) = &config.ssl_root_cert {
+        readable("DATABASE_SSL_ROOT_CERT", ca)?;
+        options = options.ssl_root_cert(ca);
+    }
+    if let (Some(cert), Some(key)) = (&config.ssl_cert, &config.ssl_key) {
+        readable("DATABASE_SSL_CERT", cert)?;
+        readable("DATABASE_SSL_KEY", key)?;
+        options = options.ssl_client_cert(cert).ssl_client_key(key);
+    }
+    Ok(options)
+}
+
+/// Applies the migrations, bookkept in `orch._sqlx_migrations`.
+///
+/// sqlx's default, an unqualified `_sqlx_migrations`, lands in the first
+/// schema of the `search_path` (`"$user", public`). With a database role
+/// named `orch`, as production's is, `"$user"` is the schema the first
+/// migration creates: the first start books it in `public`, the second
+/// looks in `orch`, finds nothing and re-applies everything ("relation
+/// messages already exists"). Everything the orchestrator owns lives in
+/// schema `orch`, its bookkeeping included; a table left in `public` by an
+/// earlier release is moved there once.
+async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    let legacy: Option<String> = sqlx::query_scalar(
+        "SELECT to_regclass('public._sqlx_migrations')::text
+          WHERE to_regclass('orch._sqlx_migrations') IS NULL
+            AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'orch')",
+    )
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    if legacy.is_some() {
+        sqlx::raw_sql("ALTER TABLE public._sqlx_migrations SET SCHEMA orch")
+            .execute(pool)
+            .await?;
+    }
+    let mut migrator = sqlx::migrate!("../migrations/postgres");
+    migrator.create_schema("orch");
+    migrator.dangerous_set_table_name("orch._sqlx_migrations");
+    migrator.run(pool).await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -51,11 +120,10 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(
-        url: &str,
+        options: PgConnectOptions,
         max_connections: u32,
         group_commit: GroupCommit,
     ) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = url.parse()?;
         let options = options.options([
             ("lock_timeout", KEY_LOCK_TIMEOUT),
             ("statement_timeout", "15s"),
@@ -69,8 +137,9 @@ impl PgStore {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
-            .await?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect: {}", crate::cause::chain(&e)))?;
+        migrate(&pool).await?;
         let alone = Self {
             pool,
             bookkeeping,
@@ -456,6 +525,28 @@ impl PgStore {
                  LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
         .persistent(false)
+        .bind(before)
+        .bind(batch)
+        .execute(&self.bookkeeping)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Uses the `outbox_pending` partial index: only unpublished rows.
+    pub async fn reap_unpublished(
+        &self,
+        subject: &str,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM orch.outbox WHERE id IN (
+                SELECT id FROM orch.outbox
+                 WHERE published_at IS NULL AND subject = $1 AND created_at < $2
+                 LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .persistent(false)
+        .bind(subject)
         .bind(before)
         .bind(batch)
         .execute(&self.bookkeeping)

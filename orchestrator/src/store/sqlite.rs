@@ -425,6 +425,25 @@ impl SqliteStore {
         Ok(r.rows_affected())
     }
 
+    pub async fn reap_unpublished(
+        &self,
+        subject: &str,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM outbox WHERE id IN (
+                SELECT id FROM outbox
+                 WHERE published_at IS NULL AND subject = ?1 AND created_at < ?2 LIMIT ?3)",
+        )
+        .bind(subject)
+        .bind(ts(before))
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn reap_shadow(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
         let r = sqlx::query(
             "DELETE FROM messages WHERE id IN (

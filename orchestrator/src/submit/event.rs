@@ -34,12 +34,12 @@ struct Payload<'a> {
 /// shadow subject for shadow traffic, none when shadow publishing is off.
 pub fn outbox_event(config: &Config, m: &NewMessage) -> Option<OutboxEvent> {
     let subject = if m.shadow {
-        if config.shadow_subject.is_empty() {
+        if config.shadow.subject.is_empty() {
             return None;
         }
-        config.shadow_subject.clone()
+        config.shadow.subject.clone()
     } else {
-        config.nats_subject.clone()
+        config.nats.subject.clone()
     };
     let payload = Payload {
         schema: SCHEMA,

@@ -103,11 +103,13 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(slot) = parts.extensions.get::<crate::correlation::TenantSlot>() {
             let _ = slot.0.set(principal.tenant.as_str().to_owned());
         }
-        let traffic =
-            match crate::shadow::classify(&parts.headers, app.config.shadow_secret.as_deref())? {
-                true => Traffic::Shadow,
-                false => Traffic::Live,
-            };
+        let traffic = match crate::shadow::classify(
+            &parts.headers,
+            app.config.shadow.secret.as_ref().map(|s| s.expose()),
+        )? {
+            true => Traffic::Shadow,
+            false => Traffic::Live,
+        };
         let correlation_id = parts
             .extensions
             .get::<CorrelationId>()

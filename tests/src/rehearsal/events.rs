@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-/// The orchestrator's defaults: stream, live subject, shadow subject.
+/// The orchestrator's defaults: the live stream and subject, the shadow
+/// stream and subject (shadow events have a stream of their own).
 #[derive(Debug, Clone)]
 pub struct Subjects {
     pub stream: String,
+    pub shadow_stream: String,
     pub live: String,
     pub shadow: String,
 }
@@ -21,9 +23,10 @@ impl Subjects {
     pub fn defaults() -> Subjects {
         let c = orchestrator::config::Config::from_args(["orchestrator"]).expect("default config");
         Subjects {
-            stream: c.nats_stream,
-            live: c.nats_subject,
-            shadow: c.shadow_subject,
+            stream: c.nats.stream,
+            shadow_stream: c.nats.shadow_stream,
+            live: c.nats.subject,
+            shadow: c.shadow.subject,
         }
     }
 }
@@ -40,6 +43,15 @@ pub struct Event {
 pub struct Events(pub Vec<Event>);
 
 impl Events {
+    /// Every message of both streams.
+    pub async fn read_all(url: &str, streams: &[&str]) -> Events {
+        let mut all = Vec::new();
+        for stream in streams {
+            all.extend(Events::read(url, stream).await.0);
+        }
+        Events(all)
+    }
+
     /// Every message of `stream` on `url`, read with an ordered consumer.
     pub async fn read(url: &str, stream: &str) -> Events {
         let client = async_nats::connect(url).await.expect("nats");

@@ -167,11 +167,22 @@ pub struct Proxy {
     pub dir: tempfile::TempDir,
     pub config: ProxyConfig,
     pub logs: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
     http: reqwest::Client,
 }
 
 impl Proxy {
     pub async fn spawn(config: ProxyConfig) -> Self {
+        Self::spawn_with_env(
+            config,
+            &[("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")],
+        )
+        .await
+    }
+
+    /// Starts it with extra environment; its stderr lines are collected in
+    /// [`Proxy::stderr`] (stdout's in [`Proxy::logs`]).
+    pub async fn spawn_with_env(config: ProxyConfig, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join("mirror-proxy.toml"),
@@ -185,12 +196,22 @@ impl Proxy {
             ))
             .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
             .env("DIFF_REDACTION_KEY", REDACTION_KEY)
-            .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn mirror-proxy");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
         let logs = Arc::new(Mutex::new(Vec::new()));
         let line = listening_line(&mut child, logs.clone(), "mirror-proxy").await;
         Self {
@@ -200,6 +221,7 @@ impl Proxy {
             dir,
             config,
             logs,
+            stderr,
             http: http_client(),
         }
     }
