@@ -80,8 +80,28 @@ pub enum ReplayError {
     Rate(f64),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("invalid caller {caller:?}: expected 'NAME=Header: value' (or 'NAME=' for none)")]
+    Caller { caller: String },
+    #[error(
+        "the capture sends requests as {names} but the {target} has no such caller: give each with --caller 'NAME=Header: value' (or --{target}-caller)"
+    )]
+    MissingCallers { target: &'static str, names: String },
     #[error(transparent)]
     DiffLog(#[from] DiffLogError),
+}
+
+/// A template of a capture line could not be filled for a target (see
+/// [`crate::template`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{{{{…:{reference}}}}}: no answer to {reference:?} on this target yet")]
+    NotAnswered { reference: String },
+    #[error("{{{{…:{reference}}}}}: the answer to {reference:?} has {what}")]
+    NoValue { reference: String, what: String },
+    #[error("{{{{time:{spec}}}}}: {reason}")]
+    Time { spec: String, reason: String },
+    #[error("x-compare-await {header:?}: expected 'PATH POINTER VALUE'")]
+    Await { header: String },
 }
 
 /// Subscribing to NATS or pairing events failed.

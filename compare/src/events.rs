@@ -3,13 +3,25 @@
 //! the orchestrator publishes in shadow mode (`shadow.sms.outbound.request`).
 //!
 //! Events are paired by correlation id (the `X-Correlation-ID` NATS header,
-//! else a payload field, `/correlation_id` by default). An event waits at
-//! most `window` for its partner; then it is written as an unmatched record
-//! (or, with `sampled`, a legacy-only event is just counted, since a sampled
-//! mirror leaves most legacy events without a shadow twin). Pairs are diffed
-//! under the route `event <event-name>` with the same rules as HTTP.
+//! else a payload field, `/correlation_id` by default) **and position**: one
+//! bulk request publishes one event per accepted item, all with its
+//! correlation id, so the n-th event of a correlation id on one side pairs
+//! with the n-th on the other. Both systems publish a request's events in
+//! item order (the legacy item by item before it answers, the
+//! orchestrator's relay in creation order); a system that reordered them
+//! would show as differences (`/to`, …), never as a silent pass. An event
+//! whose `Nats-Msg-Id` that side already published (a redelivery, a
+//! republish after an unknown outcome) is a duplicate, not the next item.
+//! A pair's record carries the correlation id, with `#n` after it from the
+//! second event of a request on (`bulk-1`, `bulk-1#1`, `bulk-1#2`).
+//!
+//! An event waits at most `window` for its partner; then it is written as
+//! an unmatched record (or, with `sampled`, a legacy-only event is just
+//! counted, since a sampled mirror leaves most legacy events without a
+//! shadow twin). Pairs are diffed under the route `event <event-name>` with
+//! the same rules as HTTP.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -83,6 +95,13 @@ impl Event {
             serde_json::Value::Number(n) => Some(n.to_string()),
             _ => None,
         }
+    }
+
+    /// The publisher's message id (JetStream's de-duplication id).
+    pub fn message_id(&self) -> Option<&str> {
+        self.headers
+            .get("nats-msg-id")
+            .and_then(|v| v.to_str().ok())
     }
 
     fn into_response(self, latency: Duration) -> RecordedResponse {
@@ -196,6 +215,82 @@ impl Pairer {
     }
 }
 
+/// Each side's events so far per correlation id: how many (the next one's
+/// position) and their message ids (to tell a duplicate from the next
+/// item). Forgotten a window after a correlation id's last event.
+#[derive(Debug, Default)]
+pub struct Positions {
+    seen: HashMap<(Side, String), Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    next: usize,
+    message_ids: HashSet<String>,
+    last: Instant,
+}
+
+impl Positions {
+    /// The position of this event among its side's events with
+    /// `correlation_id` (0 for the first), or `None` when that side already
+    /// published `message_id`.
+    pub fn place(
+        &mut self,
+        side: Side,
+        correlation_id: &str,
+        message_id: Option<&str>,
+        at: Instant,
+    ) -> Option<usize> {
+        let seen = self
+            .seen
+            .entry((side, correlation_id.to_owned()))
+            .or_insert_with(|| Seen {
+                next: 0,
+                message_ids: HashSet::new(),
+                last: at,
+            });
+        seen.last = at;
+        if let Some(id) = message_id
+            && !seen.message_ids.insert(id.to_owned())
+        {
+            return None;
+        }
+        seen.next += 1;
+        Some(seen.next - 1)
+    }
+
+    /// Forgets correlation ids quiet for longer than `window`; keeps at
+    /// most `max` (the most recent).
+    pub fn expire(&mut self, now: Instant, window: Duration, max: usize) {
+        self.seen
+            .retain(|_, s| now.saturating_duration_since(s.last) < window);
+        if self.seen.len() > max {
+            let mut lasts: Vec<Instant> = self.seen.values().map(|s| s.last).collect();
+            let cut = lasts.len() - max;
+            lasts.select_nth_unstable(cut);
+            let threshold = lasts[cut];
+            self.seen.retain(|_, s| s.last >= threshold);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// The pairing key of an event at `position` of `correlation_id`.
+pub fn pairing_key(correlation_id: &str, position: usize) -> String {
+    if position == 0 {
+        correlation_id.to_owned()
+    } else {
+        format!("{correlation_id}#{position}")
+    }
+}
+
 /// Totals of an events run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventsSummary {
@@ -217,6 +312,7 @@ pub struct EventDiffer<'a> {
     differ: &'a Differ,
     config: &'a EventsConfig,
     pairer: Pairer,
+    positions: Positions,
     pub summary: EventsSummary,
 }
 
@@ -226,6 +322,7 @@ impl<'a> EventDiffer<'a> {
             differ,
             config,
             pairer: Pairer::new(config.window, config.max_pending),
+            positions: Positions::default(),
             summary: EventsSummary::default(),
         }
     }
@@ -241,11 +338,21 @@ impl<'a> EventDiffer<'a> {
 
     /// Offers one event; returns the record when it completed a pair.
     pub fn offer(&mut self, side: Side, event: Event) -> Option<DiffRecord> {
-        let Some(key) = event.correlation_id(&self.config.correlation_pointer) else {
+        let Some(correlation_id) = event.correlation_id(&self.config.correlation_pointer) else {
             self.summary.without_correlation_id += 1;
             return None;
         };
-        match self.pairer.offer(side, key, event) {
+        let Some(position) =
+            self.positions
+                .place(side, &correlation_id, event.message_id(), event.received)
+        else {
+            self.summary.duplicates += 1;
+            return None;
+        };
+        match self
+            .pairer
+            .offer(side, pairing_key(&correlation_id, position), event)
+        {
             Paired::Waiting => None,
             Paired::Duplicate => {
                 self.summary.duplicates += 1;
@@ -290,6 +397,8 @@ impl<'a> EventDiffer<'a> {
 
     /// Records for events whose window ran out.
     pub fn expire(&mut self, now: Instant) -> Vec<DiffRecord> {
+        self.positions
+            .expire(now, self.config.window, 2 * self.config.max_pending);
         let request = self.request();
         let mut out = Vec::new();
         for (key, side, _) in self.pairer.expire(now) {
@@ -455,6 +564,88 @@ mod tests {
         assert_eq!(pairer.pending(), 0);
         // The paired key's arrival entry does not expire anything later.
         assert!(pairer.expire(now + Duration::from_secs(5)).is_empty());
+    }
+
+    fn published(correlation_id: &str, message_id: &str, to: &str, at: Instant) -> Event {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-correlation-id",
+            HeaderValue::from_str(correlation_id).unwrap(),
+        );
+        headers.insert("nats-msg-id", HeaderValue::from_str(message_id).unwrap());
+        Event {
+            headers,
+            payload: Bytes::from(format!(r#"{{"id":"{message_id}","to":"{to}"}}"#)),
+            received: at,
+        }
+    }
+
+    #[test]
+    fn a_bulk_requests_events_pair_by_position_and_a_redelivery_is_a_duplicate() {
+        let rules = crate::Rules::compile(&crate::rules::RulesFile {
+            version: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let differ = Differ::new(rules);
+        let config = EventsConfig::default();
+        let mut events = EventDiffer::new(&differ, &config);
+        let now = Instant::now();
+        // The legacy's three items, then the shadow's, one of them twice.
+        for (i, to) in ["+1", "+2", "+3"].iter().enumerate() {
+            assert!(
+                events
+                    .offer(
+                        Side::Primary,
+                        published("bulk-1", &format!("p{i}"), to, now)
+                    )
+                    .is_none()
+            );
+        }
+        let mut records = Vec::new();
+        for (id, to) in [("s0", "+1"), ("s1", "+2"), ("s1", "+2"), ("s2", "+3")] {
+            records.extend(events.offer(Side::Candidate, published("bulk-1", id, to, now)));
+        }
+        assert_eq!(events.summary.pairs, 3);
+        assert_eq!(events.summary.duplicates, 1);
+        let keys: Vec<_> = records
+            .iter()
+            .map(|r| r.correlation_id.clone().unwrap())
+            .collect();
+        assert_eq!(keys, ["bulk-1", "bulk-1#1", "bulk-1#2"]);
+        // Each item met its own twin: only the ids differ, never `/to`.
+        for record in &records {
+            let paths: Vec<_> = record.body.iter().map(|d| d.pointer.as_str()).collect();
+            assert_eq!(paths, ["/id"], "{record:?}");
+        }
+        assert_eq!(events.finish().pending_at_exit, 0);
+    }
+
+    #[test]
+    fn positions_are_forgotten_a_window_after_the_last_event() {
+        let mut positions = Positions::default();
+        let t0 = Instant::now();
+        assert_eq!(positions.place(Side::Primary, "c", Some("a"), t0), Some(0));
+        assert_eq!(positions.place(Side::Primary, "c", Some("b"), t0), Some(1));
+        assert_eq!(positions.place(Side::Primary, "c", Some("a"), t0), None);
+        assert_eq!(positions.place(Side::Candidate, "c", None, t0), Some(0));
+        positions.expire(t0 + Duration::from_secs(2), Duration::from_secs(1), 10);
+        assert!(positions.is_empty());
+        for i in 0..100 {
+            positions.place(
+                Side::Primary,
+                &format!("k{i}"),
+                None,
+                t0 + Duration::from_millis(i),
+            );
+        }
+        positions.expire(t0, Duration::from_secs(3600), 10);
+        assert_eq!(positions.len(), 10);
+        assert_eq!(
+            positions.place(Side::Primary, "k99", None, t0),
+            Some(1),
+            "the newest are kept"
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod rules;
+pub mod template;
 
 pub use diff::{Differ, KeepRequest};
 pub use difflog::{DiffLogWriter, Redaction};

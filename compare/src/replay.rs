@@ -14,7 +14,14 @@
 //!   [`WritePlan`] says all this before anything is sent.
 //! - **Credentials.** Captured credentials are not forwarded (unless
 //!   `keep_credentials`): each target gets its own through header overrides.
+//! - **Authored corpora.** Lines marked `"templates": true` have their
+//!   templates filled per target ([`crate::template`]): ids and ETags from
+//!   the answers that target gave to earlier lines, instants from the
+//!   replay's clock, credentials from the caller the line names. A capture
+//!   with such lines is replayed one request at a time, in capture order
+//!   (a line may depend on any earlier answer).
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,10 +35,11 @@ use tokio::time::MissedTickBehavior;
 use crate::capture::CapturedRequest;
 use crate::diff::Differ;
 use crate::difflog::DiffLogWriter;
-use crate::error::ReplayError;
+use crate::error::{ReplayError, TemplateError};
 use crate::exchange::{Exchange, RecordedRequest, RecordedResponse, is_write};
 use crate::record::{DiffRecord, Verdict};
 use crate::redact::Redactor;
+use crate::template::{self, AWAIT_HEADER, Answers, Await, CALLER_HEADER, Clock};
 
 /// The shadow marker the orchestrator honours (with the credential).
 pub const SHADOW_HEADER: &str = "x-shadow-request";
@@ -68,6 +76,9 @@ pub struct Target {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Marked safe for writes: it gets the shadow marker and credential.
     pub shadow_safe: bool,
+    /// Caller name → headers: what a templated line naming that caller in
+    /// `x-compare-caller` is sent with.
+    pub callers: HashMap<String, Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl Target {
@@ -91,18 +102,31 @@ impl Target {
             base_url: base_url.trim_end_matches('/').to_owned(),
             headers: Vec::new(),
             shadow_safe: false,
+            callers: HashMap::new(),
         })
     }
 
     /// Adds a `Name: value` header override.
     pub fn header(mut self, line: &str) -> Result<Self, ReplayError> {
-        let bad = || ReplayError::Header {
-            header: line.to_owned(),
+        self.headers.push(parse_header(line)?);
+        Ok(self)
+    }
+
+    /// Adds `NAME=Header: value` to caller `NAME`'s headers; `NAME=` alone
+    /// declares a caller that sends none.
+    pub fn caller(mut self, spec: &str) -> Result<Self, ReplayError> {
+        let bad = || ReplayError::Caller {
+            caller: spec.to_owned(),
         };
-        let (name, value) = line.split_once(':').ok_or_else(bad)?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
-        self.headers.push((name, value));
+        let (name, header) = spec.split_once('=').ok_or_else(bad)?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(bad());
+        }
+        let headers = self.callers.entry(name.to_owned()).or_default();
+        if !header.trim().is_empty() {
+            headers.push(parse_header(header).map_err(|_| bad())?);
+        }
         Ok(self)
     }
 
@@ -110,6 +134,16 @@ impl Target {
         self.shadow_safe = safe;
         self
     }
+}
+
+fn parse_header(line: &str) -> Result<(HeaderName, HeaderValue), ReplayError> {
+    let bad = || ReplayError::Header {
+        header: line.to_owned(),
+    };
+    let (name, value) = line.split_once(':').ok_or_else(bad)?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+    Ok((name, value))
 }
 
 /// How to replay.
@@ -130,6 +164,9 @@ pub struct ReplayConfig {
     pub shadow_credential: Option<String>,
     /// Forward captured credentials (Authorization, cookies…).
     pub keep_credentials: bool,
+    /// How long a templated line's `x-compare-await` polls before the
+    /// request is sent anyway (and counted in `await_timeouts`).
+    pub await_timeout: Duration,
 }
 
 impl ReplayConfig {
@@ -144,6 +181,7 @@ impl ReplayConfig {
             allow_writes: false,
             shadow_credential: None,
             keep_credentials: false,
+            await_timeout: Duration::from_secs(15),
         }
     }
 
@@ -203,6 +241,12 @@ impl WritePlan {
                 "  {skipped} write requests will be skipped: a write is compared only when both primary and candidate may receive it"
             ));
         }
+        let templated = requests.iter().filter(|r| r.templates).count();
+        if templated > 0 {
+            lines.push(format!(
+                "templates: {templated} authored lines are filled per target (ids and ETags from that target's earlier answers, credentials from --caller); replayed one at a time, in capture order"
+            ));
+        }
         Self {
             total: requests.len(),
             writes,
@@ -223,6 +267,11 @@ pub struct ReplayCounters {
     pub primary_errors: AtomicU64,
     pub candidate_errors: AtomicU64,
     pub skipped_writes: AtomicU64,
+    /// Templated requests not sent to a target because a template could
+    /// not be filled there (an earlier answer without the id, …).
+    pub template_errors: AtomicU64,
+    /// `x-compare-await` conditions not met in time (sent anyway).
+    pub await_timeouts: AtomicU64,
 }
 
 impl ReplayCounters {
@@ -246,6 +295,8 @@ impl ReplayCounters {
             primary_errors: get(&self.primary_errors),
             candidate_errors: get(&self.candidate_errors),
             skipped_writes: get(&self.skipped_writes),
+            template_errors: get(&self.template_errors),
+            await_timeouts: get(&self.await_timeouts),
             elapsed: Duration::ZERO,
         }
     }
@@ -262,6 +313,8 @@ pub struct ReplaySummary {
     pub primary_errors: u64,
     pub candidate_errors: u64,
     pub skipped_writes: u64,
+    pub template_errors: u64,
+    pub await_timeouts: u64,
     /// From the first request started to the last answer.
     pub elapsed: Duration,
 }
@@ -281,6 +334,163 @@ impl ReplaySummary {
 /// Where records go: a diff log (which redacts) shared by the tasks.
 pub type RecordSink<W> = Arc<Mutex<DiffLogWriter<W>>>;
 
+/// Which target: the index of its answers in [`Templating`].
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Primary = 0,
+    Candidate = 1,
+    Secondary = 2,
+}
+
+/// What a replay of templated lines keeps: the clock, and per target the
+/// answers later lines refer to.
+#[derive(Debug)]
+struct Templating {
+    clock: Clock,
+    /// Correlation ids some templated line refers to: only their answers
+    /// are kept.
+    referenced: HashSet<String>,
+    answers: [Mutex<Answers>; 3],
+}
+
+impl Templating {
+    /// `None` when no line is templated. Fails when a target lacks a
+    /// caller the capture names.
+    fn new(
+        config: &ReplayConfig,
+        requests: &[CapturedRequest],
+    ) -> Result<Option<Self>, ReplayError> {
+        let templated: Vec<&RecordedRequest> = requests
+            .iter()
+            .filter(|r| r.templates)
+            .map(|r| &r.request)
+            .collect();
+        if templated.is_empty() {
+            return Ok(None);
+        }
+        let mut referenced = HashSet::new();
+        let mut callers = BTreeSet::new();
+        for request in &templated {
+            let body = String::from_utf8_lossy(&request.body);
+            let texts = std::iter::once(request.path.as_str())
+                .chain(request.headers.values().filter_map(|v| v.to_str().ok()))
+                .chain(std::iter::once(body.as_ref()));
+            for text in texts {
+                referenced.extend(template::references(text).map(str::to_owned));
+            }
+            if let Some(name) = request
+                .headers
+                .get(CALLER_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                callers.insert(name.trim().to_owned());
+            }
+        }
+        for target in [
+            Some(&config.primary),
+            Some(&config.candidate),
+            config.secondary.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let missing: Vec<&str> = callers
+                .iter()
+                .filter(|name| !target.callers.contains_key(name.as_str()))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(ReplayError::MissingCallers {
+                    target: target.name,
+                    names: missing.join(", "),
+                });
+            }
+        }
+        Ok(Some(Self {
+            clock: Clock::now(),
+            referenced,
+            answers: Default::default(),
+        }))
+    }
+
+    fn answers(&self, slot: Slot) -> std::sync::MutexGuard<'_, Answers> {
+        self.answers[slot as usize]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The request as `target` gets it: templates filled from its own
+    /// answers, the caller's headers in place of `x-compare-caller`; and
+    /// what to await first.
+    fn prepare(
+        &self,
+        slot: Slot,
+        target: &Target,
+        request: &RecordedRequest,
+    ) -> Result<Prepared, TemplateError> {
+        let answers = self.answers(slot);
+        let fill = |text: &str| template::fill(text, &answers, &self.clock);
+        let mut headers = HeaderMap::with_capacity(request.headers.len());
+        let mut caller = Vec::new();
+        let mut wait = None;
+        for (name, value) in &request.headers {
+            let text = value.to_str().unwrap_or_default();
+            if name == CALLER_HEADER {
+                caller = target.callers.get(text.trim()).cloned().unwrap_or_default();
+            } else if name == AWAIT_HEADER {
+                let mut condition = Await::parse(text)?;
+                condition.path = fill(&condition.path)?;
+                wait = Some(condition);
+            } else if text.contains("{{") {
+                let filled = fill(text)?;
+                headers.append(
+                    name.clone(),
+                    HeaderValue::from_str(&filled).unwrap_or_else(|_| value.clone()),
+                );
+            } else {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        for (name, value) in &caller {
+            headers.insert(name.clone(), value.clone());
+        }
+        let body = match std::str::from_utf8(&request.body) {
+            Ok(text) if text.contains("{{") => Bytes::from(fill(text)?),
+            _ => request.body.clone(),
+        };
+        let mut wait_headers = HeaderMap::new();
+        for (name, value) in &caller {
+            wait_headers.insert(name.clone(), value.clone());
+        }
+        Ok(Prepared {
+            request: RecordedRequest {
+                method: request.method.clone(),
+                path: fill(&request.path)?,
+                headers,
+                body,
+            },
+            wait: wait.map(|condition| (condition, wait_headers)),
+        })
+    }
+
+    /// Keeps `response` when later lines refer to `request`.
+    fn remember(&self, slot: Slot, request: &RecordedRequest, response: &RecordedResponse) {
+        if let Some(id) = request.correlation_id()
+            && self.referenced.contains(id)
+        {
+            self.answers(slot).insert(id, response);
+        }
+    }
+}
+
+/// A request ready for one target.
+#[derive(Debug, Clone)]
+struct Prepared {
+    request: RecordedRequest,
+    /// Await this (a `GET` with these headers) before sending.
+    wait: Option<(Await, HeaderMap)>,
+}
+
 /// Replays `requests` and writes one diff record per compared exchange.
 pub async fn run<W: std::io::Write + Send + 'static>(
     config: ReplayConfig,
@@ -294,6 +504,7 @@ pub async fn run<W: std::io::Write + Send + 'static>(
     {
         return Err(ReplayError::Rate(rate));
     }
+    let templating = Templating::new(&config, &requests)?.map(Arc::new);
     // reqwest is built on rustls without a bundled crypto provider; use ring
     // (already in the tree through async-nats) unless the process chose one.
     if rustls::crypto::CryptoProvider::get_default().is_none() {
@@ -306,7 +517,13 @@ pub async fn run<W: std::io::Write + Send + 'static>(
         .build()
         .map_err(|e| ReplayError::Client(e.to_string()))?;
     let config = Arc::new(config);
-    let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // Templated lines may depend on any earlier answer: one at a time.
+    let concurrency = if templating.is_some() {
+        1
+    } else {
+        config.concurrency.max(1)
+    };
+    let semaphore = Arc::new(Semaphore::new(concurrency));
     let mut ticker = config.rate.map(|rate| {
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -332,24 +549,26 @@ pub async fn run<W: std::io::Write + Send + 'static>(
             break;
         };
         counters.started.fetch_add(1, Ordering::Relaxed);
-        let (client, config, differ, sink, counters, credentials) = (
+        let (client, config, differ, sink, counters, credentials, templating) = (
             client.clone(),
             config.clone(),
             differ.clone(),
             sink.clone(),
             counters.clone(),
             credentials.clone(),
+            templating.clone(),
         );
         tasks.spawn(async move {
-            let result = replay_one(
-                &client,
-                &config,
-                &differ,
-                &credentials,
-                captured.request,
-                write,
-            )
-            .await;
+            let one = One {
+                client: &client,
+                config: &config,
+                differ: &differ,
+                counters: &counters,
+                templating: templating.as_deref(),
+            };
+            let result = one
+                .replay(&credentials, captured.request, captured.templates, write)
+                .await;
             drop(permit);
             let outcome = match result {
                 Outcome::PrimaryFailed => {
@@ -408,64 +627,143 @@ enum Outcome {
     Record(Box<DiffRecord>),
 }
 
-async fn replay_one(
-    client: &reqwest::Client,
-    config: &ReplayConfig,
-    differ: &Differ,
-    credentials: &Redactor,
-    mut request: RecordedRequest,
-    write: bool,
-) -> Outcome {
-    if !config.keep_credentials {
-        strip_credentials(&mut request.headers, credentials);
-    }
-    strip_connection_headers(&mut request.headers);
-    if request.correlation_id().is_none()
-        && let Ok(value) = HeaderValue::from_str(&new_correlation_id())
-    {
-        request.headers.insert("x-correlation-id", value);
-    }
-    let secondary = config
-        .secondary
-        .as_ref()
-        .filter(|t| !write || config.may_write(t));
-    let primary_call = send(client, config, &config.primary, &request);
-    let candidate_call = send(client, config, &config.candidate, &request);
-    let secondary_call = async {
-        match secondary {
-            Some(target) => Some(send(client, config, target, &request).await),
-            None => None,
-        }
-    };
-    let (primary, candidate, secondary) =
-        tokio::join!(primary_call, candidate_call, secondary_call);
+/// What one replayed request needs.
+struct One<'a> {
+    client: &'a reqwest::Client,
+    config: &'a ReplayConfig,
+    differ: &'a Differ,
+    counters: &'a ReplayCounters,
+    templating: Option<&'a Templating>,
+}
 
-    let Ok(primary) = primary else {
-        return Outcome::PrimaryFailed;
-    };
-    let candidate = match candidate {
-        Ok(candidate) => candidate,
-        Err(error) => {
-            let mut record = differ.failed(&request, &primary, error);
-            if let Some(snapshot) = record.request.as_mut() {
-                candidate_headers(snapshot, &config.candidate);
-            }
-            return Outcome::Record(Box::new(record));
+impl One<'_> {
+    async fn replay(
+        &self,
+        credentials: &Redactor,
+        mut request: RecordedRequest,
+        templated: bool,
+        write: bool,
+    ) -> Outcome {
+        let config = self.config;
+        if !config.keep_credentials {
+            strip_credentials(&mut request.headers, credentials);
         }
-    };
-    let exchange = Exchange {
-        request,
-        primary,
-        candidate,
-    };
-    let mut record = match secondary {
-        Some(Ok(secondary)) => differ.diff_with_secondary(&exchange, &secondary),
-        _ => differ.diff(&exchange),
-    };
-    if let Some(snapshot) = record.request.as_mut() {
-        candidate_headers(snapshot, &config.candidate);
+        strip_connection_headers(&mut request.headers);
+        if request.correlation_id().is_none()
+            && let Ok(value) = HeaderValue::from_str(&new_correlation_id())
+        {
+            request.headers.insert("x-correlation-id", value);
+        }
+        let templating = self.templating.filter(|_| templated);
+        let secondary = config
+            .secondary
+            .as_ref()
+            .filter(|t| !write || config.may_write(t));
+        let primary_call = self.call(Slot::Primary, &config.primary, templating, &request);
+        let candidate_call = self.call(Slot::Candidate, &config.candidate, templating, &request);
+        let secondary_call = async {
+            match secondary {
+                Some(target) => Some(
+                    self.call(Slot::Secondary, target, templating, &request)
+                        .await,
+                ),
+                None => None,
+            }
+        };
+        let (primary, candidate, secondary) =
+            tokio::join!(primary_call, candidate_call, secondary_call);
+
+        // The record shows the request as the candidate got it, so "copy as
+        // curl" reproduces its answer.
+        let (candidate_request, candidate) = candidate;
+        let request = candidate_request.unwrap_or(request);
+        let Ok(primary) = primary.1 else {
+            return Outcome::PrimaryFailed;
+        };
+        let candidate = match candidate {
+            Ok(candidate) => candidate,
+            Err(error) => {
+                let mut record = self.differ.failed(&request, &primary, error);
+                if let Some(snapshot) = record.request.as_mut() {
+                    candidate_headers(snapshot, &config.candidate);
+                }
+                return Outcome::Record(Box::new(record));
+            }
+        };
+        let exchange = Exchange {
+            request,
+            primary,
+            candidate,
+        };
+        let mut record = match secondary.map(|(_, answer)| answer) {
+            Some(Ok(secondary)) => self.differ.diff_with_secondary(&exchange, &secondary),
+            _ => self.differ.diff(&exchange),
+        };
+        if let Some(snapshot) = record.request.as_mut() {
+            candidate_headers(snapshot, &config.candidate);
+        }
+        Outcome::Record(Box::new(record))
     }
-    Outcome::Record(Box::new(record))
+
+    /// Prepares (templated lines), awaits, sends to one target and keeps
+    /// the answer when later lines refer to it. Returns the request as
+    /// sent (templated lines only) and the answer.
+    async fn call(
+        &self,
+        slot: Slot,
+        target: &Target,
+        templating: Option<&Templating>,
+        request: &RecordedRequest,
+    ) -> (Option<RecordedRequest>, Result<RecordedResponse, String>) {
+        let Some(templating) = templating else {
+            let answer = send(self.client, self.config, target, request).await;
+            if let (Some(templating), Ok(answer)) = (self.templating, &answer) {
+                templating.remember(slot, request, answer);
+            }
+            return (None, answer);
+        };
+        let prepared = match templating.prepare(slot, target, request) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.counters
+                    .template_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return (None, Err(format!("{}: template: {e}", target.name)));
+            }
+        };
+        if let Some((condition, headers)) = &prepared.wait {
+            self.wait_for(target, condition, headers).await;
+        }
+        let answer = send(self.client, self.config, target, &prepared.request).await;
+        if let Ok(answer) = &answer {
+            templating.remember(slot, &prepared.request, answer);
+        }
+        (Some(prepared.request), answer)
+    }
+
+    /// Polls `GET condition.path` on `target` until it shows the value, or
+    /// the await timeout passes (counted; the request is sent anyway).
+    async fn wait_for(&self, target: &Target, condition: &Await, headers: &HeaderMap) {
+        let poll = RecordedRequest {
+            method: http::Method::GET,
+            path: condition.path.clone(),
+            headers: headers.clone(),
+            body: Bytes::new(),
+        };
+        let deadline = Instant::now() + self.config.await_timeout;
+        loop {
+            if let Ok(answer) = send(self.client, self.config, target, &poll).await
+                && condition.satisfied_by(&answer.body)
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.counters.await_timeouts.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The snapshot as the candidate received it: the target's own headers

@@ -413,7 +413,7 @@ fn the_noise_section_shows_what_each_rule_explained_with_an_example() {
         .iter()
         .find(|r| r["path"] == "/id")
         .expect("the /id row");
-    assert_eq!(id["rule"], "[routes.\"POST /v1/sms/send\"] match /id");
+    assert_eq!(id["rule"], "[defaults] match /id");
     assert_eq!(id["label"], "shape:id");
     assert_eq!(id["count"], 10);
     assert_eq!(id["example"]["primary"], object_id(0));
@@ -426,7 +426,7 @@ fn the_noise_section_shows_what_each_rule_explained_with_an_example() {
     assert!(
         gated
             .markdown
-            .contains("| `[routes.\"POST /v1/sms/send\"] match /id` | `shape:id` | `POST /v1/sms/send` | `/id` | 10 |"),
+            .contains("| `[defaults] match /id` | `shape:id` | `POST /v1/sms/send` | `/id` | 10 |"),
         "{}",
         gated.markdown
     );

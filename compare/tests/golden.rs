@@ -189,3 +189,77 @@ fn the_shipped_defaults_explain_nothing_but_value_noise() {
     }
     assert!(send["status"].get("noise").is_none(), "201 vs 202 is real");
 }
+
+#[test]
+fn under_the_shipped_defaults_an_etag_is_noise_only_in_its_hash_and_lengths_must_match() {
+    // Express's weak ETag is `W/"<length in hex>-<hash>"`. Two bodies that
+    // differ only by value noise have the same length: the hash is noise,
+    // the length and the weak marker are not, nor is `Content-Length`.
+    let differ = Differ::new(Rules::default_rules().expect("shipped rules"));
+    let body = br#"{"id":"507f1f77bcf86cd799439011","status":"queued"}"#;
+    let answer = |headers: &[(&str, &str)]| compare::RecordedResponse {
+        status: http::StatusCode::OK,
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect(),
+        body: bytes::Bytes::from_static(body),
+        latency: std::time::Duration::ZERO,
+    };
+    let verdict = |primary: &[(&str, &str)], candidate: &[(&str, &str)]| {
+        let record = differ.diff(&Exchange {
+            request: compare::RecordedRequest {
+                method: http::Method::GET,
+                path: "/v1/sms/507f1f77bcf86cd799439011".into(),
+                headers: http::HeaderMap::new(),
+                body: bytes::Bytes::new(),
+            },
+            primary: answer(primary),
+            candidate: answer(candidate),
+        });
+        (record.verdict, serde_json::to_string(&record).unwrap())
+    };
+    let legacy = [
+        ("etag", r#"W/"33-1hSRAiTq0hHlrRjPXDv3xBI1mZA""#),
+        ("content-length", "51"),
+    ];
+    let cases: [(&[(&str, &str)], compare::Verdict); 4] = [
+        (
+            &[
+                ("etag", r#"W/"33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "51"),
+            ],
+            compare::Verdict::NoiseOnly,
+        ),
+        (
+            &[
+                ("etag", r#"W/"34-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "51"),
+            ],
+            compare::Verdict::Differs,
+        ),
+        (
+            &[
+                ("etag", r#""33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "51"),
+            ],
+            compare::Verdict::Differs,
+        ),
+        (
+            &[
+                ("etag", r#"W/"33-9sWyJ4cq0VUKhk4O7a0Xcfz1ZkY""#),
+                ("content-length", "52"),
+            ],
+            compare::Verdict::Differs,
+        ),
+    ];
+    for (candidate, expected) in cases {
+        let (verdict, record) = verdict(&legacy, candidate);
+        assert_eq!(verdict, expected, "{candidate:?}: {record}");
+    }
+}

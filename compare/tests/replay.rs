@@ -220,9 +220,12 @@ async fn the_rate_is_held_within_two_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_turns_primary_noise_into_noise() {
-    let legacy_a = FakeService::start(Flavour::Legacy, "legacy-a").await;
-    let legacy_b = FakeService::start(Flavour::Legacy, "legacy-b").await;
-    let orchestrator = FakeService::start(Flavour::Orchestrator, "orchestrator").await;
+    // `served_by` is the instance's name: a value that differs between any
+    // two instances, of one length (the body's length, and so its
+    // `Content-Length` and the ETag's length part, stay equal).
+    let legacy_a = FakeService::start(Flavour::Legacy, "primary-a").await;
+    let legacy_b = FakeService::start(Flavour::Legacy, "primary-b").await;
+    let orchestrator = FakeService::start(Flavour::Orchestrator, "candidate").await;
     let dir = tmp();
     let capture_path = file(&dir, "capture.jsonl");
     write_jsonl(

@@ -2,6 +2,12 @@
 //! message ids, so a mirrored `GET /v1/sms/{legacy id}` would always be a
 //! 404 on the shadow. The proxy learns `primary id → shadow id` from the
 //! send and bulk answers and rewrites the mirrored GET to the shadow's id.
+//! For the same reason a conditional read (`If-None-Match: <legacy ETag>`)
+//! would never be fresh on the shadow, whose body holds its own id: the
+//! proxy learns `primary ETag → shadow ETag` from status reads both
+//! answered (a second map, same limits) and rewrites the copy's
+//! `If-None-Match`. Status reads are recognised as Express routed them:
+//! `/v1/sms/` in any case, one optional trailing slash.
 //!
 //! The map is bounded (oldest pairs go first) and every pair expires after
 //! its TTL. It lives behind a std `Mutex`: every operation is a hash lookup
@@ -110,20 +116,55 @@ impl Inner {
     }
 }
 
-/// The id in `GET /v1/sms/{id}`, if this is a status read.
+/// `/v1/sms/`, the prefix of a status read (matched in any case).
+const STATUS_PREFIX: &str = "/v1/sms/";
+
+/// The id in `GET /v1/sms/{id}`, if this is a status read, as Express
+/// routes it: the prefix in any case, one optional trailing slash.
 pub fn status_read_id<'p>(method: &Method, path: &'p str) -> Option<&'p str> {
     if *method != Method::GET && *method != Method::HEAD {
         return None;
     }
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let id = path.strip_prefix("/v1/sms/")?;
-    (!id.is_empty() && !id.contains('/') && id != "send" && id != "bulk").then_some(id)
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if !path
+        .get(..STATUS_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(STATUS_PREFIX))
+    {
+        return None;
+    }
+    let id = &path[STATUS_PREFIX.len()..];
+    (!id.is_empty()
+        && !id.contains('/')
+        && !id.eq_ignore_ascii_case("send")
+        && !id.eq_ignore_ascii_case("bulk"))
+    .then_some(id)
 }
 
-/// `path` with the status-read id replaced (the query string kept).
-pub fn rewrite_status_path(path: &str, shadow_id: &str) -> String {
-    let (_, rest) = path.split_at(path.find(['?', '#']).unwrap_or(path.len()));
-    format!("/v1/sms/{shadow_id}{rest}")
+/// `path` (a status read of `id`) with the id replaced by `shadow_id`; the
+/// prefix as the client wrote it, a trailing slash and the query kept.
+pub fn rewrite_status_path(path: &str, id: &str, shadow_id: &str) -> String {
+    let start = STATUS_PREFIX.len();
+    format!("{}{shadow_id}{}", &path[..start], &path[start + id.len()..])
+}
+
+/// `If-None-Match` with each entity tag the primary issued replaced by the
+/// shadow's for the same read (`*` stays); `None` when one of them was
+/// never learned (the copy would compare a 304 with a 200 for nothing).
+pub fn rewrite_if_none_match(value: &str, etags: &IdMap) -> Option<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty())
+        .map(|tag| {
+            if tag == "*" {
+                Some(tag.to_owned())
+            } else {
+                etags.get(tag)
+            }
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|tags| tags.join(", "))
 }
 
 /// Pairs of (primary id, shadow id) in a send or bulk answer pair.
@@ -178,8 +219,32 @@ mod tests {
         assert_eq!(status_read_id(&Method::GET, "/v1/sms/send"), None);
         assert_eq!(status_read_id(&Method::POST, "/v1/sms/abc"), None);
         assert_eq!(
-            rewrite_status_path("/v1/sms/abc?x=1", "u-1"),
+            rewrite_status_path("/v1/sms/abc?x=1", "abc", "u-1"),
             "/v1/sms/u-1?x=1"
+        );
+        // As Express routes them: any case, one trailing slash.
+        assert_eq!(status_read_id(&Method::GET, "/V1/SMS/abc/"), Some("abc"));
+        assert_eq!(status_read_id(&Method::GET, "/v1/sms/abc//"), None);
+        assert_eq!(status_read_id(&Method::GET, "/v1/sms/Send/"), None);
+        assert_eq!(
+            rewrite_status_path("/V1/Sms/abc/?x=1", "abc", "u-1"),
+            "/V1/Sms/u-1/?x=1"
+        );
+    }
+
+    #[test]
+    fn if_none_match_is_rewritten_only_when_every_tag_is_known() {
+        let etags = IdMap::new(Duration::from_secs(60), 10);
+        etags.insert(r#"W/"1a-p""#.into(), r#"W/"1a-s""#.into());
+        assert_eq!(
+            rewrite_if_none_match(r#"W/"1a-p""#, &etags).as_deref(),
+            Some(r#"W/"1a-s""#)
+        );
+        assert_eq!(rewrite_if_none_match("*", &etags).as_deref(), Some("*"));
+        assert_eq!(
+            rewrite_if_none_match(r#"W/"1a-p", "x""#, &etags),
+            None,
+            "an unknown tag: not translatable"
         );
     }
 

@@ -18,7 +18,8 @@ pub enum DropReason {
     BodyTooLarge,
     /// The in-flight bound of shadow requests was reached.
     InFlightFull,
-    /// `GET /v1/sms/{id}` with an id the proxy has not learned.
+    /// `GET /v1/sms/{id}` with an id (or an `If-None-Match` ETag) the proxy
+    /// has not learned.
     UnknownId,
     /// The background diff queue was full.
     DiffQueueFull,

@@ -93,6 +93,8 @@ pub struct Shared {
     pub cli: Cli,
     pub metrics: Metrics,
     pub ids: IdMap,
+    /// Primary ETag → shadow ETag of status reads (conditional copies).
+    pub etags: IdMap,
     /// The shadow's in-flight budget, one for the process: a reload resizes
     /// it and never starts a fresh one beside copies still running.
     pub in_flight: InFlightBudget,
@@ -115,6 +117,10 @@ impl Shared {
             live.settings.correlation.ttl,
             live.settings.correlation.max_entries,
         );
+        let etags = IdMap::new(
+            live.settings.correlation.ttl,
+            live.settings.correlation.max_entries,
+        );
         let in_flight =
             InFlightBudget::new(live.shadow.as_ref().map_or(0, |s| s.settings.max_in_flight));
         Self {
@@ -124,6 +130,7 @@ impl Shared {
             cli,
             metrics: Metrics::new(),
             ids,
+            etags,
             jobs,
             reload_ready: AtomicBool::new(false),
             redaction_key,
@@ -138,10 +145,12 @@ impl Shared {
 
     /// Installs reloaded settings for requests that start from now on.
     pub fn replace(&self, live: Live) {
-        self.ids.configure(
-            live.settings.correlation.ttl,
-            live.settings.correlation.max_entries,
-        );
+        for map in [&self.ids, &self.etags] {
+            map.configure(
+                live.settings.correlation.ttl,
+                live.settings.correlation.max_entries,
+            );
+        }
         if let Some(shadow) = &live.shadow {
             self.in_flight.resize(shadow.settings.max_in_flight);
         }

@@ -138,16 +138,33 @@ pub fn decide(
         return Decision::Skip;
     }
     let mut shadow_path = head.path.to_owned();
+    let mut if_none_match = None;
     if let Some(id) = correlation::status_read_id(head.method, head.path) {
         let correlation = &live.settings.correlation;
+        let unknown = correlation.enabled && !correlation.mirror_unknown;
         match shared.ids.get(id).filter(|_| correlation.enabled) {
             Some(shadow_id) => {
-                shadow_path = correlation::rewrite_status_path(head.path, &shadow_id)
+                shadow_path = correlation::rewrite_status_path(head.path, id, &shadow_id)
             }
-            None if correlation.mirror_unknown || !correlation.enabled => {}
+            None if !unknown => {}
             None => {
                 metrics.drop(DropReason::UnknownId);
                 return Decision::Skip;
+            }
+        }
+        if let Some(value) = head
+            .headers
+            .get(http::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| correlation.enabled)
+        {
+            match correlation::rewrite_if_none_match(value, &shared.etags) {
+                Some(rewritten) => if_none_match = Some(rewritten),
+                None if !unknown => {}
+                None => {
+                    metrics.drop(DropReason::UnknownId);
+                    return Decision::Skip;
+                }
             }
         }
     }
@@ -166,7 +183,12 @@ pub fn decide(
         &target.settings.credential,
         target.settings.host_suffix,
     ) {
-        Ok(h) => h,
+        Ok(mut h) => {
+            if let Some(value) = if_none_match.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+                h.insert(http::header::IF_NONE_MATCH, value);
+            }
+            h
+        }
         Err(_) => {
             // Only a credential that is not a valid header value gets here.
             tracing::error!("shadow credential is not a valid header value; not mirroring");
@@ -308,6 +330,7 @@ async fn run(copy: PendingCopy, primary: oneshot::Receiver<PrimaryOutcome>, shar
                 .with_label_values(&[&route])
                 .observe(candidate.latency.as_secs_f64() - primary.latency.as_secs_f64());
             learn_ids(&shared, &live, &route, &primary, &candidate);
+            learn_etag(&shared, &live, &request, &primary, &candidate);
             Compared::Both(Exchange {
                 request,
                 primary,
@@ -353,6 +376,33 @@ fn learn_ids(
         .metrics
         .id_pairs
         .set(i64::try_from(shared.ids.len()).unwrap_or(i64::MAX));
+}
+
+/// Pairs the ETags of a status read both sides answered with a body, so a
+/// later conditional read of it can be mirrored meaningfully.
+fn learn_etag(
+    shared: &Shared,
+    live: &Live,
+    request: &RecordedRequest,
+    primary: &RecordedResponse,
+    shadow: &RecordedResponse,
+) {
+    if !live.settings.correlation.enabled
+        || correlation::status_read_id(&request.method, &request.path).is_none()
+        || primary.status != StatusCode::OK
+        || shadow.status != StatusCode::OK
+    {
+        return;
+    }
+    let etag = |r: &RecordedResponse| {
+        r.headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let (Some(p), Some(s)) = (etag(primary), etag(shadow)) {
+        shared.etags.insert(p, s);
+    }
 }
 
 type ShadowAnswer = (StatusCode, HeaderMap, Bytes);

@@ -18,12 +18,23 @@
 //!    `JSON.parse`'s own message, or `400` for a duplicate key.
 //!
 //! The value is left in the request's extensions as [`JsonBody`].
+//!
+//! A body the legacy did not read (not JSON, an unsupported charset, over
+//! the limit) is still read to its end and discarded, up to
+//! [`DRAIN_LIMIT`]: body-parser dumps the rest of a refused body and Node
+//! discards what a handler left unread, so the client's keep-alive
+//! connection serves its next request. Answering with the body unread would
+//! make hyper close the connection without `Connection: close`, and the
+//! client's next request on it would fail.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
+
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 
 use crate::node_json::{decode_utf8, parse_body};
 use crate::problem::ApiError;
@@ -59,15 +70,36 @@ pub async fn parse(State(app): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
+/// Most bytes of an unread body [`drain`] reads and discards; beyond it the
+/// connection is given up (a guard against being fed a body forever).
+pub const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads what is left of `body` and discards it (at most [`DRAIN_LIMIT`]
+/// bytes), so the connection can serve the next request.
+async fn drain(mut body: axum::body::Body) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen > DRAIN_LIMIT {
+                return;
+            }
+        }
+    }
+}
+
 async fn read(req: Request, limit: usize) -> Result<Request, ApiError> {
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     if !has_body(&parts.headers) {
         return Ok(Request::from_parts(parts, body));
     }
     let Some(charset) = json_charset(&parts.headers) else {
-        return Ok(Request::from_parts(parts, body));
+        // Not read, as json() did not; no handler reads it either.
+        drain(body).await;
+        return Ok(Request::from_parts(parts, axum::body::Body::empty()));
     };
     if let Some(c) = charset.filter(|c| !c.to_ascii_lowercase().starts_with("utf-")) {
+        drain(body).await;
         return Err(ApiError::UnsupportedCharset(c.to_ascii_uppercase()));
     }
     let declared = parts
@@ -76,21 +108,24 @@ async fn read(req: Request, limit: usize) -> Result<Request, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(body).await;
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over_limit =
-            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                e.source()
-            })
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            // The client went away mid-body; nobody will read the answer.
+    let mut bytes = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        // The client went away mid-body; nobody will read the answer.
+        let frame = frame.map_err(|e| {
             ApiError::Unexpected(anyhow::anyhow!("request body could not be read: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if bytes.len() + data.len() > limit {
+            drain(body).await;
+            return Err(ApiError::PayloadTooLarge { limit });
         }
-    })?;
+        bytes.extend_from_slice(&data);
+    }
     let value = parse_body(&decode_utf8(&bytes)).map_err(ApiError::Body)?;
     parts.extensions.insert(JsonBody(value));
     Ok(Request::from_parts(parts, axum::body::Body::empty()))

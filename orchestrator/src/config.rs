@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::secret::{Secret, SecretError, resolve};
 
@@ -40,6 +40,15 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+}
+
+/// The error envelope of a request that does not name one (`ERROR_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ErrorFormat {
+    /// The legacy api-gateway's NestJS body.
+    Legacy,
+    /// RFC 9457 problem documents.
+    Problem,
 }
 
 /// Every setting. The infrastructure settings are grouped in sections
@@ -110,6 +119,18 @@ pub struct Config {
     /// Make Idempotency-Key mandatory on POSTs.
     #[arg(long, env = "IDEMPOTENCY_KEY_REQUIRED")]
     pub idempotency_key_required: bool,
+
+    /// The error envelope of a client that does not ask for one:
+    /// `legacy` (the default): the NestJS body every client has today, as
+    /// the cutover promises; `problem`: RFC 9457 problem documents for
+    /// everyone, for a deployment whose clients all read them (after the
+    /// legacy's clients have moved on, or a new product). `Accept:
+    /// application/problem+json` gets problem documents either way.
+    /// `problem` is a client-visible change: during the shadow and canary
+    /// phases the shadow gate refuses it (tests/tests/parity_shadow.rs runs
+    /// the parity corpus through mirror-proxy against it).
+    #[arg(long, env = "ERROR_FORMAT", value_enum, default_value_t = ErrorFormat::Legacy)]
+    pub error_format: ErrorFormat,
 
     /// Check every API answer against the committed contract; log each
     /// violation (`contract violation`) and count it. For tests and canaries.

@@ -287,7 +287,18 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
     };
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let request_headers = req.headers().clone();
+    let mut request_headers = req.headers().clone();
+    // With ERROR_FORMAT=problem every request negotiates problem documents:
+    // check the answer against that envelope (the deployment's choice,
+    // warned about at start-up), as if the client had asked for it.
+    if crate::problem::negotiated_problem(&request_headers, app.config.error_format)
+        && !crate::problem::wants_problem(&request_headers)
+    {
+        request_headers.append(
+            axum::http::header::ACCEPT,
+            axum::http::HeaderValue::from_static(crate::problem::PROBLEM_JSON),
+        );
+    }
     let response = next.run(req).await;
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)

@@ -346,6 +346,12 @@ pub fn wants_problem(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Whether a request gets problem documents: it asked for them, or the
+/// deployment answers every client so (`ERROR_FORMAT=problem`).
+pub fn negotiated_problem(headers: &HeaderMap, format: crate::config::ErrorFormat) -> bool {
+    format == crate::config::ErrorFormat::Problem || wants_problem(headers)
+}
+
 /// What [`render`] needs to know about the request.
 #[derive(Debug, Clone)]
 struct RequestFacts {
@@ -362,7 +368,7 @@ struct RequestFacts {
 /// ([`crate::express::finish`]).
 pub async fn render(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let facts = RequestFacts {
-        problem: wants_problem(req.headers()),
+        problem: negotiated_problem(req.headers(), app.config.error_format),
         method: req.method().clone(),
         url: req
             .uri()

@@ -117,6 +117,11 @@ pub async fn build_with_clock(
     }
     let api = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin_listen).await?;
+    if config.error_format != crate::config::ErrorFormat::Legacy {
+        tracing::warn!(
+            "ERROR_FORMAT=problem: clients that do not ask for problem documents get them anyway, unlike the legacy api-gateway's; never during the shadow or canary phases"
+        );
+    }
     if config.gateway_alias_until().is_none() {
         tracing::warn!(
             "no METRICS_CUTOVER_DATE or METRICS_GATEWAY_ALIAS_UNTIL: gateway_* aliases stay on"

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
+use compare::template::{self, Answers};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -163,6 +164,9 @@ pub struct Target {
     pub answers: HashMap<String, Answer>,
     /// Exchange name → the request as sent.
     pub sent: Vec<(String, SentRequest)>,
+    /// The answers as compare's templates read them (by exchange name, the
+    /// correlation id).
+    templates: Answers,
 }
 
 impl Target {
@@ -172,81 +176,45 @@ impl Target {
             base: base.trim_end_matches('/').to_owned(),
             answers: HashMap::new(),
             sent: Vec::new(),
+            templates: Answers::default(),
         }
+    }
+
+    /// Keeps the answer to exchange `name`.
+    pub fn record(&mut self, name: &str, answer: &Answer) {
+        self.answers.insert(name.to_owned(), answer.clone());
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &answer.headers {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(v.as_bytes()),
+            ) {
+                headers.append(k, v);
+            }
+        }
+        self.templates
+            .insert_parts(name, headers, answer.body.clone());
     }
 
     /// `{{id:name}}` or `{{id:name#/pointer}}`: the id an earlier exchange
     /// created on this target.
     pub fn id_of(&self, reference: &str) -> String {
-        let (name, pointer) = reference.split_once('#').unwrap_or((reference, "/id"));
-        let answer = self
-            .answers
-            .get(name)
-            .unwrap_or_else(|| panic!("{}: no answer of {name} yet", self.name));
-        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        body.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("{}: {name} has no id at {pointer}", self.name))
-            .to_owned()
-    }
-
-    fn etag_of(&self, name: &str) -> String {
-        self.answers
-            .get(name)
-            .and_then(|a| a.headers.get("etag"))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("{}: no ETag of {name}", self.name))
-            .to_owned()
+        self.templates
+            .id(reference)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 }
 
-/// The run's clock: `{{time:…}}` are relative to it, identical on both
-/// targets.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock(pub DateTime<Utc>);
+/// The run's clock and run token (compare's): `{{time:…}}` and `{{run}}`
+/// are the same on both targets.
+pub type Clock = template::Clock;
 
-impl Clock {
-    pub fn now() -> Self {
-        let now = Utc::now();
-        Self(DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now))
-    }
-
-    /// `+2h:offset` (RFC 3339 in +01:00, seconds) or `+2h:iso`
-    /// (`toISOString()`).
-    fn time(&self, spec: &str) -> String {
-        let (delta, form) = spec.rsplit_once(':').expect("{{time:<delta>:<form>}}");
-        let (sign, rest) = delta.split_at(1);
-        let (n, unit) = rest.split_at(rest.len() - 1);
-        let n: i64 = n.parse().expect("a number");
-        let d = match unit {
-            "m" => chrono::Duration::minutes(n),
-            "h" => chrono::Duration::hours(n),
-            "d" => chrono::Duration::days(n),
-            other => panic!("time unit {other}"),
-        };
-        let t = if sign == "-" { self.0 - d } else { self.0 + d };
-        match form {
-            "offset" => t
-                .with_timezone(&FixedOffset::east_opt(3600).expect("+01:00"))
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-            "iso" => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            other => panic!("time form {other}"),
-        }
-    }
-}
-
-/// Fills the templates that have one value per target: `{{x*N}}`,
-/// `{{time:…}}`, `{{id:…}}`, `{{etag:…}}`. Others are left for matching.
-pub fn fill(text: &str, target: &Target, clock: Clock) -> String {
-    let re = Regex::new(r"\{\{([a-z]+)([:*])([^}]*)\}\}").expect("regex");
-    re.replace_all(text, |c: &regex::Captures| match (&c[1], &c[2]) {
-        ("x", "*") => "x".repeat(c[3].parse().expect("a count")),
-        ("time", ":") => clock.time(&c[3]),
-        ("id", ":") => target.id_of(&c[3]),
-        ("etag", ":") => target.etag_of(&c[3]),
-        _ => c[0].to_owned(),
-    })
-    .into_owned()
+/// Fills `{{x*N}}` and the templates compare replay fills per target
+/// (`{{time:…}}`, `{{run}}`, `{{id:…}}`, `{{etag:…}}`); the others
+/// (`{{id}}`, `{{timestamp}}`) are left for matching.
+pub fn fill(text: &str, target: &Target, clock: &Clock) -> String {
+    template::fill(&fill_static(text), &target.templates, clock)
+        .unwrap_or_else(|e| panic!("{}: {e}", target.name))
 }
 
 /// Fills only what does not depend on a target (`{{x*N}}`): the corpus
@@ -261,10 +229,10 @@ pub fn fill_static(text: &str) -> String {
 
 impl Golden {
     /// The request for a target.
-    pub fn build(&self, target: &Target, callers: &Callers, clock: Clock) -> SentRequest {
+    pub fn build(&self, target: &Target, callers: &Callers, clock: &Clock) -> SentRequest {
         let r = &self.request;
         let mut headers = callers.headers(r.caller.as_deref());
-        headers.push(("X-Correlation-ID".into(), format!("parity-{}", self.name)));
+        headers.push(("X-Correlation-ID".into(), self.name.clone()));
         let mut has_type = false;
         for (k, v) in &r.headers {
             has_type |= k.eq_ignore_ascii_case("content-type");
@@ -290,7 +258,7 @@ impl Golden {
 
     /// Every way `answer` differs from this golden on `target`; the ids it
     /// created are left in `target` by the caller.
-    pub fn check(&self, answer: &Answer, target: &Target, clock: Clock) -> Vec<String> {
+    pub fn check(&self, answer: &Answer, target: &Target, clock: &Clock) -> Vec<String> {
         let mut out = Vec::new();
         let name = &self.name;
         let r = &self.response;
@@ -362,7 +330,7 @@ fn match_value(
     actual: &Value,
     at: &str,
     target: &Target,
-    clock: Clock,
+    clock: &Clock,
     bindings: &mut HashMap<String, String>,
     errors: &mut Vec<String>,
 ) {
@@ -506,13 +474,22 @@ pub async fn settle(http: &reqwest::Client, target: &Target, callers: &Callers, 
 }
 
 /// The corpus line of a golden, in compare's capture format: the request
-/// with `{{x*N}}` expanded and the per-target templates kept.
+/// with `{{x*N}}` expanded and the per-target templates kept for
+/// `compare replay` (`"templates": true`, see `compare::template`): the
+/// caller as `x-compare-caller`, `settle` as an `x-compare-await` on the
+/// message's status.
 pub fn capture_line(golden: &Golden) -> Value {
     let r = &golden.request;
     let mut headers: Vec<Value> = Vec::new();
     match r.caller.as_deref().unwrap_or("tenant") {
         "anonymous" => {}
-        caller => headers.push(json!(["x-parity-caller", caller])),
+        caller => headers.push(json!([template::CALLER_HEADER, caller])),
+    }
+    if let Some(reference) = &golden.settle {
+        headers.push(json!([
+            template::AWAIT_HEADER,
+            format!("/v1/sms/{{{{id:{reference}}}}} /status queued")
+        ]));
     }
     let mut has_type = false;
     for (k, v) in &r.headers {
@@ -531,7 +508,135 @@ pub fn capture_line(golden: &Golden) -> Value {
     }
     json!({
         "schema_version": 1,
-        "correlation_id": format!("parity-{}", golden.name),
+        "correlation_id": golden.name,
+        "templates": true,
         "request": request,
     })
+}
+
+/// The `sms.outbound.request` events the corpus makes each system publish:
+/// one per accepted message of every `201` that is not a replay.
+pub fn expected_events(goldens: &Goldens) -> usize {
+    goldens
+        .exchanges
+        .iter()
+        .filter(|g| g.legacy && g.response.status == 201 && g.response.same_as.is_none())
+        .map(|g| {
+            g.response
+                .body
+                .as_ref()
+                .and_then(|b| b["accepted"].as_u64())
+                .map_or(1, |n| n as usize)
+        })
+        .sum()
+}
+
+/// `compare events` over the legacy's and the orchestrator's subjects, as
+/// an SRE runs it (the shipped rules), stopping after `pairs` pairs.
+#[derive(Debug)]
+pub struct CompareEvents {
+    child: tokio::process::Child,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl CompareEvents {
+    /// Starts it and waits until both subscriptions are live.
+    pub async fn start(nats_url: &str, primary: &str, candidate: &str, pairs: usize) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("events.jsonl");
+        let mut child = tokio::process::Command::new(crate::binary("compare"))
+            .args(["events", "--nats-url", nats_url])
+            .args([
+                "--primary-subject",
+                primary,
+                "--candidate-subject",
+                candidate,
+            ])
+            .args(["--window", "60s", "--duration", "120s"])
+            .args(["--max-pairs", &pairs.to_string()])
+            .arg("--out")
+            .arg(&log)
+            .env("DIFF_REDACTION_KEY", "parity-events")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("compare events");
+        let mut stderr =
+            tokio::io::BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                if line == "listening" {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("compare events listening");
+        Self {
+            child,
+            stderr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for it to stop and checks what the proof needs: every one of
+    /// the `expected` events paired (none unmatched, none a duplicate) and
+    /// no pair differing. Its records.
+    pub async fn every_event_alike(self, expected: usize) -> Vec<compare::DiffRecord> {
+        let (summary, records) = self.finish().await;
+        println!("compare events: {summary}");
+        assert_eq!(records.len(), expected, "{summary}");
+        assert!(
+            summary.contains(&format!("{expected} pairs"))
+                && summary.contains("unmatched legacy 0, unmatched shadow 0; duplicates 0"),
+            "{summary}"
+        );
+        let (_, differs) = tally(&records);
+        assert!(
+            differs.is_empty(),
+            "event differences:\n{}",
+            differs.join("\n")
+        );
+        records
+    }
+
+    /// Waits for it to stop (after its pairs, or its duration); its
+    /// summary line and its records.
+    pub async fn finish(mut self) -> (String, Vec<compare::DiffRecord>) {
+        let status = tokio::time::timeout(Duration::from_secs(150), self.child.wait())
+            .await
+            .expect("compare events stops")
+            .expect("compare events ran");
+        let mut summary = String::new();
+        while let Ok(Some(line)) = self.stderr.next_line().await {
+            summary.push_str(&line);
+            summary.push('\n');
+        }
+        assert!(status.success(), "{summary}");
+        let records = compare::difflog::read_records(&self.log).expect("events diff log");
+        (summary, records)
+    }
+}
+
+/// Diff records by verdict (`same`, `noise-only`, `differs`), and each
+/// `differs` record as JSON (for a failure message).
+pub fn tally(records: &[compare::DiffRecord]) -> (HashMap<&'static str, usize>, Vec<String>) {
+    let mut verdicts = HashMap::new();
+    let mut differs = Vec::new();
+    for record in records {
+        let label = match record.verdict {
+            compare::Verdict::Same => "same",
+            compare::Verdict::NoiseOnly => "noise-only",
+            compare::Verdict::Differs => {
+                differs.push(serde_json::to_string(record).unwrap_or_default());
+                "differs"
+            }
+        };
+        *verdicts.entry(label).or_default() += 1;
+    }
+    (verdicts, differs)
 }

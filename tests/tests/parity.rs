@@ -1,9 +1,9 @@
 //! Contract parity: the legacy simulator and the real orchestrator
 //! (Postgres, Redis, JetStream), each held to every golden exchange of
 //! `contracts/legacy/exchanges.yaml` and to the OpenAPI document, then to
-//! each other: compare's differ, with rules that accept only value noise
-//! (`contracts/legacy/value-noise.toml`), finds no difference in any
-//! answer or in any `sms.outbound.request` event. The committed corpus
+//! each other: compare's differ, with compare's shipped rules
+//! (`compare/rules/default.toml`, value noise only), finds no difference in
+//! any answer or in any `sms.outbound.request` event. The committed corpus
 //! (`contracts/legacy/parity-corpus.jsonl`) is these exchanges in compare's
 //! capture format.
 
@@ -12,20 +12,21 @@ mod shadow_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::io::AsyncBufReadExt;
-
 use bytes::Bytes;
 use compare::{Differ, Exchange, RecordedRequest, RecordedResponse, Rules, Verdict};
 use integration_tests::parity::{
-    Answer, Callers, Clock, Goldens, Target, capture_line, contracts_dir, send, settle,
+    Answer, Callers, Clock, CompareEvents, Goldens, Target, capture_line, contracts_dir,
+    expected_events, send, settle, tally,
 };
-use integration_tests::{NatsNames, SECRET, TestApp, http_client, unique};
+use integration_tests::{SECRET, TestApp, http_client, unique};
 use orchestrator::conformance::{Conformance, Exchange as Wire};
 use serde_json::Value;
 use shadow_support::Legacy;
 
+/// compare's shipped rules (`compare/rules/default.toml`), what `compare`
+/// uses when no `--rules` is given: the proof uses nothing else.
 fn rules() -> Rules {
-    Rules::load(&contracts_dir().join("value-noise.toml")).expect("value-noise.toml compiles")
+    Rules::default_rules().expect("the shipped rules compile")
 }
 
 fn to_http(headers: &reqwest::header::HeaderMap) -> http::HeaderMap {
@@ -57,16 +58,7 @@ async fn the_corpus_is_the_goldens_in_compares_capture_format() {
         .exchanges
         .iter()
         .filter(|g| g.legacy)
-        .map(|g| {
-            let mut line = capture_line(g);
-            if let Some(s) = &g.settle {
-                line["request"]["headers"]
-                    .as_array_mut()
-                    .expect("headers")
-                    .push(serde_json::json!(["x-parity-settle", s]));
-            }
-            line.to_string()
-        })
+        .map(|g| capture_line(g).to_string())
         .collect();
     let expected = lines.join("\n") + "\n";
     let path = contracts_dir().join("parity-corpus.jsonl");
@@ -117,46 +109,9 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
     let conformance = Conformance::embedded().unwrap();
     let goldens = Goldens::load();
     // `compare events` listens to both subjects while the corpus runs.
-    let requests_with_events = goldens
-        .exchanges
-        .iter()
-        .filter(|g| g.legacy && g.response.status == 201 && g.response.same_as.is_none())
-        .count();
-    let events_dir = tempfile::tempdir().unwrap();
-    let events_log = events_dir.path().join("events.jsonl");
-    let mut compare_events = tokio::process::Command::new(integration_tests::binary("compare"))
-        .args([
-            "events",
-            "--nats-url",
-            &nats.url,
-            "--primary-subject",
-            &legacy_subject,
-        ])
-        .args(["--candidate-subject", &nats.subject(), "--window", "60s"])
-        .args([
-            "--duration",
-            "120s",
-            "--max-pairs",
-            &requests_with_events.to_string(),
-        ])
-        .arg("--rules")
-        .arg(contracts_dir().join("value-noise.toml"))
-        .arg("--out")
-        .arg(&events_log)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("compare events");
-    let mut stderr = tokio::io::BufReader::new(compare_events.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            if line == "listening" {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("compare events listening");
+    let expected_events = expected_events(&goldens);
+    let compare_events =
+        CompareEvents::start(&nats.url, &legacy_subject, &nats.subject(), expected_events).await;
     let mut sim = Target::new("legacy", &legacy.url());
     let mut orch = Target::new("orchestrator", &app.api);
     let mut failures: Vec<String> = Vec::new();
@@ -171,9 +126,9 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
             if let Some(reference) = &golden.settle {
                 settle(&http, target, &callers, reference).await;
             }
-            let request = golden.build(target, &callers, clock);
+            let request = golden.build(target, &callers, &clock);
             let answer = send(&http, target, &request).await;
-            for e in golden.check(&answer, target, clock) {
+            for e in golden.check(&answer, target, &clock) {
                 failures.push(format!("{}: {e}", target.name));
             }
             let request_headers = to_http(&{
@@ -203,7 +158,7 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
             }) {
                 failures.push(format!("{}: {}: contract: {v}", target.name, golden.name));
             }
-            target.answers.insert(golden.name.clone(), answer.clone());
+            target.record(&golden.name, &answer);
             target.sent.push((golden.name.clone(), request.clone()));
             answers.push((request, answer));
         }
@@ -313,164 +268,191 @@ async fn the_legacy_simulator_and_the_orchestrator_answer_the_goldens_and_each_o
     );
     assert!(pairs.len() >= 60);
 
-    // The events downstream workers get: the same, beyond value noise.
-    let expected_events = goldens
-        .exchanges
-        .iter()
-        .filter(|g| g.legacy)
-        .map(|g| {
-            let a = &orch.answers[&g.name];
-            if a.status != 201 || g.response.same_as.is_some() {
-                return 0;
-            }
-            let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-            body["accepted"].as_u64().map_or(1, |n| n as usize)
-        })
-        .sum::<usize>();
-    let (legacy_events, orch_events) = (
-        events(&nats, &legacy_subject, expected_events).await,
-        events(&nats, &nats.subject(), expected_events).await,
+    // The events downstream workers get: the same, beyond value noise,
+    // item by item (`compare events` pairs a bulk request's events by
+    // position).
+    compare_events.every_event_alike(expected_events).await;
+}
+
+/// `--caller NAME=Header: value` for every caller the corpus names, from
+/// the run's tokens (the corpus holds no credentials).
+fn caller_args(callers: &Callers) -> Vec<String> {
+    let mut args = Vec::new();
+    for name in [
+        "tenant",
+        "other-tenant",
+        "tenant-header-only",
+        "token-only",
+        "forged",
+        "malformed-tenant",
+        "mismatch",
+    ] {
+        args.push("--caller".to_owned());
+        args.push(format!("{name}="));
+        for (header, value) in callers.headers(Some(name)) {
+            args.push("--caller".to_owned());
+            args.push(format!("{name}={header}: {value}"));
+        }
+    }
+    args
+}
+
+#[tokio::test]
+async fn compare_replay_of_the_committed_corpus_finds_only_value_noise_with_the_shipped_rules() {
+    let (app, _db, nats) = TestApp::full().await;
+    let legacy = Legacy::spawn(&[
+        &format!("--jwt-hs256-secret={SECRET}"),
+        &format!("--nats-url={}", nats.url),
+        "--jetstream",
+        &format!("--nats-subject={}.legacy.sms.outbound.request", nats.prefix),
+    ])
+    .await;
+    let callers = Callers {
+        secret: SECRET.to_owned(),
+        tenant: app.tenant.clone(),
+        other_tenant: unique("parity-other-"),
+    };
+    let corpus = contracts_dir().join("parity-corpus.jsonl");
+    let lines = std::fs::read_to_string(&corpus).unwrap().lines().count();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("replay.jsonl");
+    // As an SRE would against staging: the orchestrator fenced as a shadow
+    // (its credential), writes to the legacy allowed (a stand-in here),
+    // compare's shipped rules (no --rules).
+    let output = tokio::process::Command::new(integration_tests::binary("compare"))
+        .args(["replay", "--capture"])
+        .arg(&corpus)
+        .args(["--primary", &legacy.url(), "--candidate", &app.api])
+        .args(["--candidate-shadow-safe", "--allow-writes", "--no-progress"])
+        .args(caller_args(&callers))
+        .arg("--out")
+        .arg(&log)
+        .env(
+            "COMPARE_SHADOW_CREDENTIAL",
+            integration_tests::SHADOW_SECRET,
+        )
+        .env("DIFF_REDACTION_KEY", "parity-replay")
+        .output()
+        .await
+        .expect("compare replay runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("templates: {lines} authored lines")),
+        "{stderr}"
     );
-    assert_eq!(legacy_events.len(), expected_events, "legacy events");
-    assert_eq!(orch_events.len(), expected_events, "orchestrator events");
-    let paired = pair_events(legacy_events, orch_events);
-    let mut event_differs = Vec::new();
-    for (key, primary, candidate) in &paired {
-        let record = differ.diff(&Exchange {
-            request: RecordedRequest {
-                method: http::Method::from_bytes(compare::exchange::EVENT_METHOD.as_bytes())
-                    .unwrap(),
-                path: "sms.outbound.request".into(),
-                headers: http::HeaderMap::new(),
-                body: Bytes::new(),
-            },
-            primary: primary.clone(),
-            candidate: candidate.clone(),
-        });
-        // Nats-Msg-Id is each side's message id: an ObjectId on both.
-        for side in [primary, candidate] {
-            let id = side.headers["nats-msg-id"].to_str().unwrap();
-            assert!(
-                id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-                "{key}: {id}"
+    assert!(!stderr.contains("warning: templates"), "{stderr}");
+    let records = compare::difflog::read_records(&log).expect("diff log");
+    assert_eq!(records.len(), lines, "one record per corpus line");
+    let (verdicts, differs) = tally(&records);
+    for record in &records {
+        assert!(record.accepted_changes().next().is_none(), "{record:?}");
+    }
+    println!("compare replay over {} lines: {verdicts:?}", records.len());
+    assert!(differs.is_empty(), "differences:\n{}", differs.join("\n"));
+    // The reads of created messages were compared, each side under its own
+    // id: templates were filled per target.
+    for name in [
+        "get-own-message",
+        "get-a-bulk-item",
+        "get-own-message-not-modified",
+    ] {
+        let record = records
+            .iter()
+            .find(|r| r.correlation_id.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name}"));
+        let status = record.status.as_ref().expect("an HTTP record");
+        let expected = if name.ends_with("not-modified") {
+            304
+        } else {
+            200
+        };
+        assert_eq!(
+            (status.primary, status.candidate),
+            (expected, expected),
+            "{name}"
+        );
+    }
+    // And the gate agrees.
+    let report = std::process::Command::new(integration_tests::binary("compare"))
+        .arg("report")
+        .arg(&log)
+        .args([
+            "--json",
+            &dir.path().join("report.json").display().to_string(),
+        ])
+        .args(["--max-diff-rate", "0%", "--min-samples", "1"])
+        .output()
+        .expect("compare report");
+    let line = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(report.status.code(), Some(0), "{line}");
+    assert!(line.starts_with("READY"), "{line}");
+}
+
+/// Sends one HTTP/1.1 request on `stream` and reads its answer (status and
+/// body, by `Content-Length`); `None` when the connection is gone.
+async fn exchange_on(
+    stream: &mut tokio::net::TcpStream,
+    head: &str,
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(body).await.ok()?;
+    let buf = shadow_support::read_head(stream).await?;
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut answer = vec![0; length];
+    stream.read_exact(&mut answer).await.ok()?;
+    Some((status, answer))
+}
+
+#[tokio::test]
+async fn a_body_left_unread_does_not_cost_the_client_its_connection_on_either_system() {
+    // body-parser dumps the rest of a refused body and Node discards what a
+    // handler did not read, so a keep-alive client's next request on the
+    // same connection is served. (Found by `compare replay`: the request
+    // after a 413 failed on the orchestrator's reused connection.)
+    let app = TestApp::embedded().await;
+    let legacy = Legacy::spawn(&[&format!("--jwt-hs256-secret={SECRET}")]).await;
+    let big = format!(
+        r#"{{"to":"+447700900123","from":"Acme","body":"{}"}}"#,
+        "x".repeat(150 * 1024)
+    );
+    let cases: [(&str, &str, u16); 3] = [
+        ("/v1/sms/send", "application/json", 413),
+        ("/v1/sms/bulk", "application/json; charset=latin1", 415),
+        ("/v1/sms/send", "text/plain", 401),
+    ];
+    for base in [
+        legacy.addr.clone(),
+        app.api.trim_start_matches("http://").to_owned(),
+    ] {
+        for (path, content_type, status) in cases {
+            let mut stream = tokio::net::TcpStream::connect(&base).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                big.len()
+            );
+            let first = exchange_on(&mut stream, &head, big.as_bytes()).await;
+            assert_eq!(first.map(|a| a.0), Some(status), "{base} {content_type}");
+            let second = exchange_on(
+                &mut stream,
+                "GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"",
+            )
+            .await;
+            assert_eq!(
+                second.map(|a| a.0),
+                Some(404),
+                "{base}: the connection did not serve the request after a {status} ({content_type})"
             );
         }
-        if record.verdict == Verdict::Differs {
-            event_differs.push(format!(
-                "{key}: {}",
-                serde_json::to_string(&record).unwrap()
-            ));
-        }
     }
-    println!("events: {} pairs", paired.len());
-    assert_eq!(paired.len(), expected_events);
-    assert!(
-        event_differs.is_empty(),
-        "event differences:\n{}",
-        event_differs.join("\n")
-    );
-
-    // The `compare events` CLI over the same run: no difference either. It
-    // pairs by correlation id alone, so it compares each request's first
-    // event and counts a bulk request's others as duplicates.
-    let status = tokio::time::timeout(Duration::from_secs(120), compare_events.wait())
-        .await
-        .expect("compare events stops after its pairs")
-        .unwrap();
-    let mut summary = String::new();
-    while let Ok(Some(line)) = stderr.next_line().await {
-        summary.push_str(&line);
-        summary.push('\n');
-    }
-    println!("compare events: {summary}");
-    assert!(status.success(), "{summary}");
-    let records: Vec<compare::DiffRecord> = std::fs::read_to_string(&events_log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(records.len(), requests_with_events, "{summary}");
-    assert!(
-        records.iter().all(|r| r.verdict != Verdict::Differs),
-        "{summary}"
-    );
-    assert!(
-        summary.contains(&format!(
-            "duplicates {}",
-            expected_events - requests_with_events
-        )),
-        "{summary}"
-    );
-}
-
-/// Every event on `subject` (waits until `n` are there).
-async fn events(nats: &NatsNames, subject: &str, n: usize) -> Vec<RecordedResponse> {
-    use futures::StreamExt;
-    let client = async_nats::connect(&nats.url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let stream = js.get_stream(&nats.stream).await.unwrap();
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: subject.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(20), messages.next()).await
-        else {
-            break;
-        };
-        let mut headers = http::HeaderMap::new();
-        for (k, values) in m.headers.iter().flat_map(|h| h.iter()) {
-            for v in values {
-                if let (Ok(k), Ok(v)) = (
-                    http::HeaderName::from_bytes(k.to_string().as_bytes()),
-                    http::HeaderValue::from_str(v.as_str()),
-                ) {
-                    headers.append(k, v);
-                }
-            }
-        }
-        out.push(RecordedResponse {
-            status: http::StatusCode::OK,
-            headers,
-            body: m.payload.clone(),
-            latency: Duration::ZERO,
-        });
-    }
-    out
-}
-
-/// Pairs events by correlation id and, within one request (a bulk), by
-/// position: `compare events` pairs by correlation id alone, so it cannot
-/// tell a bulk request's events apart.
-fn pair_events(
-    primary: Vec<RecordedResponse>,
-    candidate: Vec<RecordedResponse>,
-) -> Vec<(String, RecordedResponse, RecordedResponse)> {
-    let key = |e: &RecordedResponse| {
-        e.headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let mut by_key: HashMap<String, Vec<RecordedResponse>> = HashMap::new();
-    for e in candidate {
-        by_key.entry(key(&e)).or_default().push(e);
-    }
-    let mut out = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for e in primary {
-        let k = key(&e);
-        let i = seen.entry(k.clone()).or_default();
-        if let Some(c) = by_key.get(&k).and_then(|v| v.get(*i)) {
-            out.push((format!("{k}#{i}"), e.clone(), c.clone()));
-        }
-        *i += 1;
-    }
-    out
 }

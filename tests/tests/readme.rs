@@ -116,6 +116,7 @@ async fn the_readme_run_command_ends_in_an_accepted_sms_that_get_shows() {
         .trim()
         .to_owned();
     let id = location.rsplit('/').next().unwrap();
+    the_readme_example_answer_has_the_shape_of(&response);
 
     let get = text
         .lines()
@@ -142,4 +143,64 @@ async fn the_readme_run_command_ends_in_an_accepted_sms_that_get_shows() {
     .await;
     assert!(published.is_some(), "event for {id} in data/events.jsonl");
     let _ = child.kill().await;
+}
+
+/// The README's example answer (the `http` block under "## The API") and a
+/// real one: the same status line, the same headers in the same order
+/// (apart from `Date` and `Content-Length`, which the example leaves out),
+/// the same body members in the same order, and each one's ETag is
+/// Express's `W/"<length>-<hash>"` of its own body.
+fn the_readme_example_answer_has_the_shape_of(real: &str) {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let example = readme
+        .split("```http\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("an http block in the README");
+    let parts = |text: &str| -> (String, Vec<(String, String)>, serde_json::Value) {
+        let text = text.replace("\r\n", "\n");
+        let (head, body) = text.split_once("\n\n").expect("head and body");
+        let mut lines = head.lines();
+        let status = lines.next().expect("status line").trim().to_owned();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .filter(|(k, _)| k != "date" && k != "content-length")
+            .collect();
+        let body = serde_json::from_str(body.trim()).expect("a JSON body");
+        (status, headers, body)
+    };
+    let (example_status, example_headers, example_body) = parts(example);
+    let (real_status, real_headers, real_body) = parts(real);
+    assert_eq!(example_status, real_status);
+    let names = |h: &[(String, String)]| h.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&example_headers), names(&real_headers), "{real}");
+    let keys = |b: &serde_json::Value| {
+        b.as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&example_body), keys(&real_body), "{real}");
+    for (headers, body) in [
+        (&example_headers, &example_body),
+        (&real_headers, &real_body),
+    ] {
+        let etag = &headers
+            .iter()
+            .find(|(k, _)| k == "etag")
+            .expect("an ETag")
+            .1;
+        let length = serde_json::to_string(body).unwrap().len();
+        assert!(
+            etag.starts_with(&format!("W/\"{length:x}-")),
+            "{etag} is not the weak ETag of a {length}-byte body"
+        );
+        let location = &headers.iter().find(|(k, _)| k == "location").unwrap().1;
+        assert_eq!(
+            location,
+            &format!("/v1/sms/{}", body["id"].as_str().unwrap())
+        );
+    }
 }

@@ -95,6 +95,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<CapturedRequest>, CaptureE
                         request,
                         primary: None,
                         candidate: None,
+                        templates: false,
                     },
                 ));
             }

@@ -169,6 +169,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<CapturedRequest>, CaptureE
             },
             primary,
             candidate: None,
+            templates: false,
         });
     }
     Ok(out)

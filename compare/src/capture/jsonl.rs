@@ -42,6 +42,10 @@ pub struct CaptureLine {
     pub ts: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// An authored line: `compare replay` fills its templates per target
+    /// (`compare::template`). Never set on captured traffic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub templates: bool,
     pub request: CaptureRequest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<CaptureResponse>,
@@ -110,6 +114,7 @@ impl CaptureLine {
             schema_version: CAPTURE_SCHEMA_VERSION,
             ts: Some(ts),
             correlation_id: exchange.request.correlation_id().map(str::to_owned),
+            templates: false,
             request: CaptureRequest {
                 method: exchange.request.method.as_str().to_owned(),
                 path: exchange.request.path.clone(),
@@ -238,6 +243,7 @@ pub fn parse_line(
             .as_ref()
             .map(|r| response(path, line_no, r))
             .transpose()?,
+        templates: line.templates,
     }))
 }
 

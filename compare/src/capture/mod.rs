@@ -31,6 +31,9 @@ pub struct CapturedRequest {
     pub primary: Option<RecordedResponse>,
     /// The shadow's response, when the mirror proxy recorded it.
     pub candidate: Option<RecordedResponse>,
+    /// An authored line whose templates a replay fills per target
+    /// ([`crate::template`]); captured traffic is always sent verbatim.
+    pub templates: bool,
 }
 
 /// The capture formats `compare replay` reads.

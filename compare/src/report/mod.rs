@@ -514,9 +514,12 @@ fn top_paths(paths: PathCounts, route_samples: &HashMap<&str, u64>) -> Vec<PathS
         })
         .collect();
     // Most frequent first; among equals, what a client meets first: the
-    // status (or no answer at all), then headers, then the body.
+    // status (or no answer at all), then headers, then the body; last the
+    // headers derived from the body's bytes (`Content-Length`, `ETag`),
+    // which differ whenever it does and so never say why.
     let rank = |path: &str| match path {
         "status" | "transport-error" | "event" => 0,
+        "header:content-length" | "header:etag" => 3,
         p if p.starts_with("header:") => 1,
         _ => 2,
     };
@@ -861,6 +864,36 @@ mod tests {
         let (lo, hi) = wilson_interval(50, 100);
         assert!((lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3);
         assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn among_equals_the_top_difference_is_what_the_client_meets_and_derived_headers_come_last() {
+        let mut paths: PathCounts = HashMap::new();
+        for path in [
+            "header:content-length",
+            "header:etag",
+            "/message",
+            "header:content-type",
+        ] {
+            paths.insert(
+                ("POST /v1/sms/send".into(), path.into(), DiffKind::Changed),
+                (10, Vec::new()),
+            );
+        }
+        let samples = HashMap::from([("POST /v1/sms/send", 10)]);
+        let order: Vec<String> = top_paths(paths, &samples)
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "header:content-type",
+                "/message",
+                "header:content-length",
+                "header:etag"
+            ]
+        );
     }
 
     #[test]

@@ -164,12 +164,15 @@ pub struct Envelope {
     pub problem: bool,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Envelope {
+impl FromRequestParts<AppState> for Envelope {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Self {
-            problem: crate::problem::wants_problem(&parts.headers),
+            problem: crate::problem::negotiated_problem(&parts.headers, app.config.error_format),
         })
     }
 }

@@ -254,6 +254,16 @@ fn is_fresh(req: &HeaderMap, etag: &str) -> bool {
     modified_since.is_none()
 }
 
+/// What Node does with a body nobody read (body-parser's `dump` of a
+/// refused body, `IncomingMessage._dump` when a handler answered without
+/// reading): read it to the end and discard it, so the keep-alive
+/// connection serves the client's next request.
+async fn dump(body: axum::body::Body) {
+    use futures::StreamExt;
+    let mut chunks = body.into_data_stream();
+    while let Some(Ok(_)) = chunks.next().await {}
+}
+
 /// body-parser's `json()`: `Ok(None)` when it leaves the body alone.
 async fn body_parser(app: &App, req: Request) -> Result<Option<Value>, Answer> {
     let headers = req.headers();
@@ -263,11 +273,13 @@ async fn body_parser(app: &App, req: Request) -> Result<Option<Value>, Answer> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     else {
+        dump(req.into_body()).await;
         return Ok(None);
     };
     let mut params = content_type.split(';');
     let essence = params.next().unwrap_or_default().trim();
     if !has_body || !essence.eq_ignore_ascii_case("application/json") {
+        dump(req.into_body()).await;
         return Ok(None);
     }
     let charset = params
@@ -275,6 +287,7 @@ async fn body_parser(app: &App, req: Request) -> Result<Option<Value>, Answer> {
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
         .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
     if let Some(c) = charset.filter(|c| !c.starts_with("utf-")) {
+        dump(req.into_body()).await;
         return Err(Answer::json(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &json!({"statusCode": 415, "message": format!("unsupported charset \"{}\"", c.to_uppercase())}),
@@ -291,11 +304,21 @@ async fn body_parser(app: &App, req: Request) -> Result<Option<Value>, Answer> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > app.cli.body_limit) {
+        dump(req.into_body()).await;
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(req.into_body(), app.cli.body_limit)
-        .await
-        .map_err(|_| too_large())?;
+    let mut chunks = req.into_body().into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+        let Ok(chunk) = chunk else {
+            return Err(too_large());
+        };
+        if bytes.len() + chunk.len() > app.cli.body_limit {
+            while let Some(Ok(_)) = futures::StreamExt::next(&mut chunks).await {}
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     let text = String::from_utf8_lossy(&bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     orchestrator::node_json::parse_body_as_legacy(text)

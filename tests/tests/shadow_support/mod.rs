@@ -405,19 +405,24 @@ async fn write_json(stream: &mut TcpStream) -> bool {
     stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(body).await.is_ok()
 }
 
-/// Reads one HTTP/1.1 request (Content-Length or chunked body).
-async fn read_request(stream: &mut TcpStream) -> Option<Seen> {
+/// Reads an HTTP/1.1 head (request or status line and headers, up to the
+/// blank line) byte by byte, so nothing of the body is consumed; `None` at
+/// the end of the stream or past 64 KiB.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.ok()? == 0 {
+        if stream.read(&mut byte).await.ok()? == 0 || buf.len() > 64 * 1024 {
             return None;
         }
         buf.push(byte[0]);
-        if buf.len() > 64 * 1024 {
-            return None;
-        }
     }
+    Some(buf)
+}
+
+/// Reads one HTTP/1.1 request (Content-Length or chunked body).
+async fn read_request(stream: &mut TcpStream) -> Option<Seen> {
+    let buf = read_head(stream).await?;
     let head = String::from_utf8_lossy(&buf).into_owned();
     let mut lines = head.split("\r\n");
     let mut start = lines.next()?.split_whitespace();

@@ -71,9 +71,16 @@ pub struct RedactArgs {
 /// sent to targets marked shadow-safe (they get `X-Shadow-Request: 1` and the
 /// shadow credential) or with --allow-writes; the plan is printed before
 /// anything is sent.
+///
+/// Authored corpora (JSONL lines marked "templates": true, such as
+/// contracts/legacy/parity-corpus.jsonl) are filled per target: ids and
+/// ETags from that target's own earlier answers ({{id:REF}}, {{etag:REF}}),
+/// instants from the replay's start ({{time:+2h:iso}}), a run token
+/// ({{run}}), credentials from --caller; they are replayed one at a time,
+/// in order.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  COMPARE_SHADOW_CREDENTIAL=… compare replay --capture capture.har \\\n    --primary http://api-gateway:3000 --primary-header 'Authorization: Bearer $LEGACY_TOKEN' \\\n    --candidate http://orchestrator:8080 --candidate-header 'Authorization: Bearer $NEW_TOKEN' \\\n    --candidate-shadow-safe --rate 50 --concurrency 16 --out diffs.jsonl"
+    after_help = "Example:\n  COMPARE_SHADOW_CREDENTIAL=… compare replay --capture capture.har \\\n    --primary http://api-gateway:3000 --primary-header 'Authorization: Bearer $LEGACY_TOKEN' \\\n    --candidate http://orchestrator:8080 --candidate-header 'Authorization: Bearer $NEW_TOKEN' \\\n    --candidate-shadow-safe --rate 50 --concurrency 16 --out diffs.jsonl\n\nAn authored corpus (callers named in the corpus, see contracts/legacy/README.md):\n  compare replay --capture contracts/legacy/parity-corpus.jsonl \\\n    --primary http://legacy-staging:3000 --candidate http://orchestrator-staging:8080 \\\n    --caller \"tenant=Authorization: Bearer $TOKEN\" --caller 'tenant=X-Tenant-Id: acme' … \\\n    --allow-writes --out parity.jsonl"
 )]
 pub struct ReplayArgs {
     /// Capture file to replay.
@@ -101,6 +108,27 @@ pub struct ReplayArgs {
     /// Header for every secondary request (repeatable).
     #[arg(long = "secondary-header", value_name = "HEADER")]
     pub secondary_headers: Vec<String>,
+    /// A caller of an authored corpus, 'NAME=Header: value' (repeatable; one
+    /// flag per header, 'NAME=' for a caller that sends none): a templated
+    /// line with `x-compare-caller: NAME` is sent with these headers, to
+    /// every target. Example: --caller 'tenant=Authorization: Bearer …'
+    /// --caller 'tenant=X-Tenant-Id: acme'.
+    #[arg(long = "caller", value_name = "NAME=HEADER")]
+    pub callers: Vec<String>,
+    /// Like --caller, for the primary only (replaces --caller's headers of
+    /// that NAME there).
+    #[arg(long = "primary-caller", value_name = "NAME=HEADER")]
+    pub primary_callers: Vec<String>,
+    /// Like --caller, for the candidate only.
+    #[arg(long = "candidate-caller", value_name = "NAME=HEADER")]
+    pub candidate_callers: Vec<String>,
+    /// Like --caller, for the secondary only.
+    #[arg(long = "secondary-caller", value_name = "NAME=HEADER")]
+    pub secondary_callers: Vec<String>,
+    /// How long a templated line's `x-compare-await` waits for its
+    /// condition on a target before the request is sent anyway.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub await_timeout: Duration,
     /// The primary is a shadow deployment: it may receive writes, marked.
     #[arg(long)]
     pub primary_shadow_safe: bool,

@@ -74,15 +74,28 @@ fn load_rules(path: Option<&Path>) -> anyhow::Result<Rules> {
     }
 }
 
+/// A replay target: its URL, header overrides, and callers (`shared`
+/// from --caller, except the names `own` gives for this target alone).
 fn target(
     name: &'static str,
     url: &str,
     headers: &[String],
+    (shared, own): (&[String], &[String]),
     shadow_safe: bool,
 ) -> anyhow::Result<Target> {
     let mut target = Target::new(name, url)?.shadow_safe(shadow_safe);
     for header in headers {
         target = target.header(header)?;
+    }
+    let caller_name = |spec: &String| spec.split_once('=').map(|(n, _)| n.trim().to_owned());
+    let overridden: std::collections::HashSet<String> =
+        own.iter().filter_map(caller_name).collect();
+    for spec in shared
+        .iter()
+        .filter(|spec| caller_name(spec).is_none_or(|n| !overridden.contains(&n)))
+        .chain(own)
+    {
+        target = target.caller(spec)?;
     }
     Ok(target)
 }
@@ -96,12 +109,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             "primary",
             &args.primary,
             &args.primary_headers,
+            (&args.callers, &args.primary_callers),
             args.primary_shadow_safe,
         )?,
         target(
             "candidate",
             &args.candidate,
             &args.candidate_headers,
+            (&args.callers, &args.candidate_callers),
             args.candidate_shadow_safe,
         )?,
     );
@@ -113,6 +128,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 "secondary",
                 url,
                 &args.secondary_headers,
+                (&args.callers, &args.secondary_callers),
                 args.secondary_shadow_safe,
             )
         })
@@ -123,6 +139,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     config.allow_writes = args.allow_writes;
     config.shadow_credential = args.shadow_credential.filter(|c| !c.is_empty());
     config.keep_credentials = args.keep_credentials;
+    config.await_timeout = args.await_timeout;
 
     let plan = WritePlan::new(&config, &requests);
     eprintln!(
@@ -168,6 +185,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     ticker.abort();
     bar.finish_and_clear();
     let summary = result?;
+    if summary.template_errors > 0 || summary.await_timeouts > 0 {
+        eprintln!(
+            "warning: templates could not be filled {} times (see the records' errors) and {} awaited conditions timed out",
+            summary.template_errors, summary.await_timeouts
+        );
+    }
     eprintln!(
         "done in {:.2}s ({:.1} req/s): {} compared, same {}, noise-only {}, differs {}; primary errors {}, candidate errors {}, writes skipped {}",
         summary.elapsed.as_secs_f64(),
