@@ -112,6 +112,10 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building every binary"
 cargo build --workspace --bins --locked
+# The README's run command (`cargo run -p orchestrator`) builds that package
+# alone, with its own feature set; built here, its test does not spend its
+# time budget compiling.
+cargo build -p orchestrator --locked
 if [ -z "${ORCH_TEST_NO_SWEEP:-}" ]; then
   log "deleting JetStream streams left by earlier runs"
   "$CARGO_TARGET_DIR/debug/sweep-test-state"

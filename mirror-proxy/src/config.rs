@@ -559,7 +559,9 @@ pub fn dynamic_settings(file: &FileConfig, cli: &Cli) -> Result<DynamicSettings,
                 max_body_bytes: cli
                     .max_body_bytes
                     .or(file.shadow.max_body_bytes)
-                    .unwrap_or(64 * 1024),
+                    // Above the legacy's 100 kB body limit, so a request it
+                    // refuses with 413 is mirrored and its answer compared.
+                    .unwrap_or(256 * 1024),
                 max_response_bytes: file.shadow.max_response_bytes.unwrap_or(1024 * 1024),
                 pool_idle_per_host: file.shadow.pool_idle_per_host.unwrap_or(32),
             })

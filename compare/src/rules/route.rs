@@ -78,11 +78,20 @@ impl RouteTemplate {
         (literals, self.method.is_some())
     }
 
+    /// Whether a request falls on this route, as the legacy's router
+    /// (Express, `caseSensitive: false`, `strict: false`) decided it:
+    /// literal segments in any letter case, one optional trailing slash. A
+    /// request the legacy served as a send is grouped, labelled and ruled as
+    /// a send here too.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
         if self.method.as_ref().is_some_and(|m| m != method) {
             return false;
         }
         let path = path.split(['?', '#']).next().unwrap_or("");
+        let path = match path.strip_suffix('/') {
+            Some(trimmed) if !trimmed.is_empty() => trimmed,
+            _ => path,
+        };
         let mut parts = path.split('/');
         for seg in &self.segs {
             match (seg, parts.next()) {
@@ -93,7 +102,7 @@ impl RouteTemplate {
                     }
                 }
                 (Seg::Literal(lit), Some(part)) => {
-                    if lit != part {
+                    if !lit.eq_ignore_ascii_case(part) {
                         return false;
                     }
                 }
@@ -141,6 +150,18 @@ mod tests {
         assert!(!t.matches(&Method::GET, "/v1/sms/abc/def"));
         assert!(!t.matches(&Method::GET, "/v1/sms/"));
         assert!(!t.matches(&Method::POST, "/v1/sms/abc"));
+    }
+
+    #[test]
+    fn routes_match_as_express_routed_them() {
+        let send = RouteTemplate::parse("POST /v1/sms/send").expect("valid");
+        assert!(send.matches(&Method::POST, "/V1/SMS/Send/"));
+        assert!(send.matches(&Method::POST, "/v1/sms/send/?x=1"));
+        assert!(!send.matches(&Method::POST, "/v1/sms/send//"));
+        assert!(!send.matches(&Method::POST, "/v1/sms/sendx"));
+        let read = RouteTemplate::parse("GET /v1/sms/{id}").expect("valid");
+        assert!(read.matches(&Method::GET, "/V1/sms/abc/"));
+        assert!(!read.matches(&Method::GET, "/v1/sms//"));
     }
 
     #[test]
