@@ -105,6 +105,24 @@ pub fn resolve_redaction_key(
     out
 }
 
+/// The key in a mounted secret file (`DIFF_REDACTION_KEY_FILE`, the
+/// Kubernetes convention): its text without one trailing line break. An
+/// empty file is an error, never an empty key.
+pub fn read_key_file(path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let key = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if key.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is empty",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
 /// Prefix of every hashed value; values that already carry it are left as
 /// they are, so redacting twice changes nothing.
 pub const HASH_PREFIX: &str = "hmac:";

@@ -8,8 +8,9 @@ mod common;
 use common::{PHONE, compare_bin, file, send_line, tmp, write_jsonl};
 use serde_json::{Value, json};
 
-const NAMES: [&str; 3] = [
+const NAMES: [&str; 4] = [
     "DIFF_REDACTION_KEY",
+    "DIFF_REDACTION_KEY_FILE",
     "COMPARE_REDACT_KEY",
     "MIRROR_REDACTION_KEY",
 ];
@@ -40,7 +41,11 @@ fn hashed_to(dir: &tempfile::TempDir, name: &str, env: &[(&str, &str)]) -> (Stri
         .envs(env.iter().copied())
         .output()
         .expect("compare runs");
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let record: Value = serde_json::from_str(
         std::fs::read_to_string(&log)
             .expect("diff log")
@@ -98,4 +103,42 @@ fn the_key_has_one_name_and_the_old_names_still_work_with_a_warning() {
         stderr.contains("COMPARE_REDACT_KEY is deprecated and ignored, and differs"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_key_reads_from_the_same_file_variable_mirror_proxy_reads() {
+    let dir = tmp();
+    let (direct, _) = hashed_to(&dir, "direct", &[("DIFF_REDACTION_KEY", "shared-key")]);
+    // A mounted secret ends in a line break; the key is the text before it.
+    let secret = file(&dir, "redaction-key");
+    std::fs::write(&secret, "shared-key\n").unwrap();
+    let path = secret.to_str().unwrap();
+    let (from_file, stderr) = hashed_to(&dir, "file", &[("DIFF_REDACTION_KEY_FILE", path)]);
+    assert_eq!(from_file, direct, "{stderr}");
+    assert!(!stderr.contains("random"), "{stderr}");
+
+    // Both at once is refused, naming the settings and never the key.
+    let capture = file(&dir, "both.capture.jsonl");
+    write_jsonl(&capture, &[send_line(1, "order")]);
+    let mut command = compare_bin();
+    command
+        .args(["diff", "--capture"])
+        .arg(&capture)
+        .arg("--out")
+        .arg(file(&dir, "both.diffs.jsonl"));
+    for n in NAMES {
+        command.env_remove(n);
+    }
+    let output = command
+        .env("DIFF_REDACTION_KEY", "shared-key")
+        .env("DIFF_REDACTION_KEY_FILE", path)
+        .output()
+        .expect("compare runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("DIFF_REDACTION_KEY or DIFF_REDACTION_KEY_FILE, not both"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("shared-key"), "{stderr}");
 }

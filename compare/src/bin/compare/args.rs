@@ -57,6 +57,11 @@ pub struct RedactArgs {
         value_name = "KEY"
     )]
     pub redact_key: Option<String>,
+    /// File holding the HMAC key (a mounted secret): the same
+    /// DIFF_REDACTION_KEY_FILE mirror-proxy reads. One trailing line break
+    /// is dropped; setting both the key and its file is refused.
+    #[arg(long, env = "DIFF_REDACTION_KEY_FILE", value_name = "PATH")]
+    pub redact_key_file: Option<std::path::PathBuf>,
     /// Write personal data and credentials in clear. Never use on production
     /// traffic.
     #[arg(long)]

@@ -39,8 +39,20 @@ impl RedactArgs {
             );
             return Ok(Redaction::Disabled);
         }
+        let explicit = match (&self.redact_key, &self.redact_key_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set {} or DIFF_REDACTION_KEY_FILE, not both",
+                compare::redact::REDACTION_KEY_ENV
+            ),
+            (Some(key), None) => Some(key.clone()),
+            (None, Some(path)) => Some(
+                compare::redact::read_key_file(path)
+                    .with_context(|| format!("DIFF_REDACTION_KEY_FILE {}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
         let resolved = compare::redact::resolve_redaction_key(
-            self.redact_key.clone(),
+            explicit,
             &["COMPARE_REDACT_KEY", "MIRROR_REDACTION_KEY"],
             |name| std::env::var(name).ok(),
         );
