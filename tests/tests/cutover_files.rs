@@ -385,3 +385,108 @@ fn the_phase_0_manifests_validate_and_agree_with_the_edge() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Secrets reach the pods as files only: no Secret is ever an environment
+/// value (those show in `kubectl describe`, `/proc/<pid>/environ` and crash
+/// dumps), no secret setting is given directly, and every `*_FILE` (and CA)
+/// path a container is told about lies on one of its volume mounts.
+#[test]
+fn the_phase_0_manifests_give_every_secret_as_a_mounted_file() {
+    const SECRETS: [&str; 10] = [
+        "DATABASE_PASSWORD",
+        "REDIS_PASSWORD",
+        "NATS_PASSWORD",
+        "NATS_TOKEN",
+        "NATS_NKEY_SEED",
+        "JWT_HS256_SECRET",
+        "SHADOW_SECRET",
+        "KEY_AUTH_SECRET",
+        "MIRROR_SHADOW_CREDENTIAL",
+        "DIFF_REDACTION_KEY",
+    ];
+    let root = repo_root();
+    let mut files_checked = 0;
+    for manifest in ["deploy/orchestrator.yaml", "deploy/mirror-proxy.yaml"] {
+        let docs = documents(&root.join(manifest));
+        for workload in docs
+            .iter()
+            .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+        {
+            let pod = &workload["spec"]["template"]["spec"];
+            for container in pod["containers"].as_array().unwrap() {
+                // Every setting the container sees: its env and the
+                // ConfigMaps it loads whole.
+                let mut settings: Vec<(String, String)> = Vec::new();
+                for var in container["env"].as_array().into_iter().flatten() {
+                    let name = var["name"].as_str().unwrap().to_owned();
+                    assert!(
+                        var["valueFrom"]["secretKeyRef"].is_null(),
+                        "{manifest}: {name} is a Secret given as an environment value"
+                    );
+                    if let Some(v) = var["value"].as_str() {
+                        settings.push((name, v.to_owned()));
+                    }
+                }
+                for from in container["envFrom"].as_array().into_iter().flatten() {
+                    assert!(
+                        from["secretRef"].is_null(),
+                        "{manifest}: a whole Secret loaded into the environment"
+                    );
+                    let map = from["configMapRef"]["name"].as_str().unwrap();
+                    let data = &find(&docs, "ConfigMap", map)["data"];
+                    for (k, v) in data.as_object().unwrap() {
+                        settings.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+                    }
+                }
+                let mounts: Vec<&str> = container["volumeMounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| m["mountPath"].as_str().unwrap())
+                    .collect();
+                for (name, value) in &settings {
+                    assert!(
+                        !SECRETS.contains(&name.as_str()),
+                        "{manifest}: {name} is set directly; use {name}_FILE"
+                    );
+                    if name.ends_with("_FILE") || name.ends_with("_CERT") {
+                        assert!(
+                            mounts.iter().any(
+                                |m| value.starts_with(&format!("{}/", m.trim_end_matches('/')))
+                            ),
+                            "{manifest}: {name}={value} is on no volume mount ({mounts:?})"
+                        );
+                        files_checked += 1;
+                    }
+                }
+                for secret in SECRETS {
+                    let file = format!("{secret}_FILE");
+                    if let Some((_, path)) = settings.iter().find(|(n, _)| *n == file) {
+                        let mount = container["volumeMounts"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .find(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
+                            .unwrap();
+                        let volume = pod["volumes"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .find(|v| v["name"] == mount["name"])
+                            .unwrap();
+                        assert!(
+                            !volume["secret"].is_null(),
+                            "{manifest}: {file} must come from a Secret volume, not {volume}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // The orchestrator's database, Redis and NATS secrets and CA, its two
+    // shared secrets, and mirror-proxy's two.
+    assert!(
+        files_checked >= 9,
+        "only {files_checked} file settings found"
+    );
+}
