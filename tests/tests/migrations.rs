@@ -356,52 +356,66 @@ async fn a_postgres_database_with_a_separate_outbox_migrates_onto_the_messages()
     .fetch_all(&pool)
     .await
     .unwrap();
-    let subject = Some("old.sms.outbound.request".to_owned());
-    assert_eq!(
-        published,
-        vec![
-            (
-                "674a0a000000000000000001".into(),
-                Some("10:00:00.200".into()),
-                subject.clone(),
-                1,
-                None,
-                false
-            ),
-            (
-                "674a0a000000000000000002".into(),
-                None,
-                subject.clone(),
-                2,
-                Some("nats: no responders".into()),
-                true
-            ),
-            (
-                "674a0a000000000000000003".into(),
-                Some("10:00:00.300".into()),
-                None,
-                0,
-                None,
-                false
-            ),
-            (
-                "674a0a000000000000000004".into(),
-                None,
-                None,
-                0,
-                None,
-                false
-            ),
-            (
-                "674a0a000000000000000005".into(),
-                Some("10:00:00.400".into()),
-                subject.clone(),
-                1,
-                None,
-                false
-            ),
-        ]
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        i32,
+        Option<String>,
+        bool,
     );
+    let row = |id: &str,
+               at: Option<&str>,
+               subject: bool,
+               attempts: i32,
+               error: Option<&str>,
+               payload: bool|
+     -> Row {
+        (
+            id.to_owned(),
+            at.map(str::to_owned),
+            subject.then(|| "old.sms.outbound.request".to_owned()),
+            attempts,
+            error.map(str::to_owned),
+            payload,
+        )
+    };
+    let want: Vec<Row> = vec![
+        row(
+            "674a0a000000000000000001",
+            Some("10:00:00.200"),
+            true,
+            1,
+            None,
+            false,
+        ),
+        row(
+            "674a0a000000000000000002",
+            None,
+            true,
+            2,
+            Some("nats: no responders"),
+            true,
+        ),
+        row(
+            "674a0a000000000000000003",
+            Some("10:00:00.300"),
+            false,
+            0,
+            None,
+            false,
+        ),
+        row("674a0a000000000000000004", None, false, 0, None, false),
+        row(
+            "674a0a000000000000000005",
+            Some("10:00:00.400"),
+            true,
+            1,
+            None,
+            false,
+        ),
+    ];
+    assert_eq!(published, want);
 
     // Every history reads back as it did.
     for (id, _, shadow) in messages {

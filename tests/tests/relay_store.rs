@@ -209,24 +209,34 @@ async fn a_batch_is_published_in_one_statement_and_reads_back_queued() {
     // Downstream: `accepted`, and `queued` once published, are on record;
     // `sent` is written and moves the message; a late `queued` after it
     // does not move it back.
-    let event = |id, status| StatusEvent {
+    let start = chrono::Utc::now();
+    let event = |id, status, after_ms| StatusEvent {
         id,
         status,
-        at: chrono::Utc::now(),
+        at: start + chrono::Duration::milliseconds(after_ms),
         error_code: None,
     };
     for (e, expected) in [
         (
-            event(ids[0], MessageStatus::Accepted),
+            event(ids[0], MessageStatus::Accepted, 0),
             StatusApplied::Duplicate,
         ),
         (
-            event(ids[0], MessageStatus::Queued),
+            event(ids[0], MessageStatus::Queued, 0),
             StatusApplied::Duplicate,
         ),
-        (event(ids[0], MessageStatus::Sent), StatusApplied::Applied),
-        (event(ids[4], MessageStatus::Sent), StatusApplied::Applied),
-        (event(ids[4], MessageStatus::Queued), StatusApplied::Stale),
+        (
+            event(ids[0], MessageStatus::Sent, 10),
+            StatusApplied::Applied,
+        ),
+        (
+            event(ids[4], MessageStatus::Sent, 10),
+            StatusApplied::Applied,
+        ),
+        (
+            event(ids[4], MessageStatus::Queued, 20),
+            StatusApplied::Stale,
+        ),
     ] {
         assert_eq!(
             store.apply_status(&e).await.expect("apply"),
