@@ -101,11 +101,12 @@ async fn a_replay_served_from_postgres_alone_is_identical_too() {
     let first = app.send(&send_body("pg truth"), Some("key-flush")).await;
     let first_body = first.bytes().await.unwrap();
     // Redis flushed (or lost): Postgres still knows the answer. The
-    // completed record reaches Redis after the answer (off the response
-    // path): wait for it, then flush it.
+    // completed record is written to Redis after the answer (off the
+    // response path, abandoned past REDIS_TIMEOUT on a loaded machine):
+    // give it time to land, then flush whatever Redis holds.
     let mut r = redis().await;
     let cached = format!("orch:submit-idem:{}:send:key-flush", app.tenant);
-    let landed = eventually(Duration::from_secs(5), || {
+    let landed = eventually(Duration::from_secs(2), || {
         let cached = cached.clone();
         async move {
             let mut r = redis().await;
@@ -118,7 +119,7 @@ async fn a_replay_served_from_postgres_alone_is_identical_too() {
         }
     })
     .await;
-    assert!(landed.is_some(), "the completed record reached Redis");
+    drop(landed);
     let _: () = redis::cmd("DEL")
         .arg(format!("orch:submit-idem:{}:send:key-flush", app.tenant))
         .query_async(&mut r)
