@@ -106,7 +106,7 @@ async fn a_replay_served_from_postgres_alone_is_identical_too() {
     // give it time to land, then flush whatever Redis holds.
     let mut r = redis().await;
     let cached = format!("orch:submit-idem:{}:send:key-flush", app.tenant);
-    let landed = eventually(Duration::from_secs(2), || {
+    let _landed = eventually(Duration::from_secs(2), || {
         let cached = cached.clone();
         async move {
             let mut r = redis().await;
@@ -119,7 +119,7 @@ async fn a_replay_served_from_postgres_alone_is_identical_too() {
         }
     })
     .await;
-    drop(landed);
+
     let _: () = redis::cmd("DEL")
         .arg(format!("orch:submit-idem:{}:send:key-flush", app.tenant))
         .query_async(&mut r)

@@ -341,21 +341,6 @@ async fn a_postgres_database_with_a_separate_outbox_migrates_onto_the_messages()
             ("674a0a000000000000000005", "queued"),
         ]
     );
-    let published: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        i32,
-        Option<String>,
-        bool,
-    )> = sqlx::query_as(
-        "SELECT id, to_char(published_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS'), event_subject,
-                    publish_attempts, last_error, event_payload IS NOT NULL
-               FROM orch.messages ORDER BY id",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
     type Row = (
         String,
         Option<String>,
@@ -364,6 +349,14 @@ async fn a_postgres_database_with_a_separate_outbox_migrates_onto_the_messages()
         Option<String>,
         bool,
     );
+    let published: Vec<Row> = sqlx::query_as(
+        "SELECT id, to_char(published_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS'), event_subject,
+                    publish_attempts, last_error, event_payload IS NOT NULL
+               FROM orch.messages ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     let row = |id: &str,
                at: Option<&str>,
                subject: bool,

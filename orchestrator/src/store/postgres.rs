@@ -624,6 +624,9 @@ WITH k AS (
      WHERE r IN (SELECT r FROM taken))
 SELECT coalesce(array_agg(r), '{}') FROM taken";
 
+/// An event's headers as the `jsonb` array they are stored as.
+type Headers<'a> = sqlx::types::Json<&'a [(String, String)]>;
+
 /// The columns of a batch of acceptances, as the arrays [`ACCEPT`] binds.
 #[derive(Default)]
 struct AcceptRows<'a> {
@@ -643,7 +646,7 @@ struct AcceptRows<'a> {
     correlation_id: Vec<&'a str>,
     created_at: Vec<DateTime<Utc>>,
     event_subjects: Vec<Option<&'a str>>,
-    event_headers: Vec<Option<sqlx::types::Json<&'a [(String, String)]>>>,
+    event_headers: Vec<Option<Headers<'a>>>,
     event_payloads: Vec<Option<&'a [u8]>>,
     key_tenants: Vec<&'a str>,
     key_scopes: Vec<&'a str>,
