@@ -33,6 +33,9 @@
 # Absolute figures drift on a shared machine; read the ratios.
 #
 #   bench/mirror_vs_nginx_envoy.sh [ROUNDS=5] [SECONDS=10] [STALL_SECONDS=30]
+#
+# SECTIONS="3" (space-separated, default "1 2 3 4") runs only those parts,
+# e.g. the slow-shadow rounds alone.
 #   KEEP=1 keeps the work directory (configs, logs, wrk output, diff logs).
 #   PORT_BASE=18100 moves every port (base+1 … base+395).
 #   STALL_CAP=100 STALL_TIMEOUT=2s: --max-in-flight and --shadow-timeout of
@@ -40,6 +43,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}; SECS=${2:-10}; STALL_SECS=${3:-30}
+SECTIONS=${SECTIONS:-1 2 3 4}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 B=${PORT_BASE:-18100}
 for d in "$HOME/.cargo/bin" "$HOME/.pyenv/shims" /usr/sbin; do
   [ -d "$d" ] && case ":$PATH:" in *":$d:"*) ;; *) PATH="$d:$PATH" ;; esac
@@ -315,6 +320,7 @@ echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $CPU, $(nproc) CPUs, ${ROUNDS} rounds × ${SECS} s, load before: $(uptime | sed 's/.*load average: //')"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), envoy $(envoy --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p'), wrk -t1, mirror-proxy release build $(git rev-parse --short HEAD)"
 
+if want 1; then
 # --- 1. throughput ------------------------------------------------------------------
 SUBJECTS=(direct ngx_plain ngx_mirror envoy mp1 mp2)
 declare -A PORT=([direct]=$P_PRIMARY [ngx_plain]=$P_NGX_PLAIN [ngx_mirror]=$P_NGX_MIRROR [envoy]=$P_ENVOY [mp1]=$P_MP1 [mp2]=$P_MP2)
@@ -384,6 +390,8 @@ for (what, why), c in seen.most_common(10):
     print(f"- {what}: {c}/{n} (explained by: {why})")
 PY
 
+fi
+if want 2; then
 # --- 2. added latency -------------------------------------------------------------
 echo
 echo "## 2. Added latency, wrk -t1 -c1 -d${SECS}s: direct primary vs mirror-proxy --threads 1, 100 % mirrored"
@@ -416,6 +424,8 @@ stats "mirror-proxy, 100 % mirrored, p99" "${add99[@]}"
 stats "nginx plain proxy p50 (for scale)" "${ngx50[@]}"
 stats "mirror-proxy, 0 % mirrored, p50 (for scale)" "${zero50[@]}"
 
+fi
+if want 3; then
 # --- 3. slow shadow ----------------------------------------------------------------
 echo
 echo "## 3. Shadow answering after 1 s, wrk -t1 -c16 -d${SECS}s: mirror-proxy --threads 1, 100 % vs 0 % mirrored"
@@ -446,6 +456,8 @@ echo "| nginx mirror, same 1 s shadow, -c16 | req/s | p50 ms | p99 ms | errors |
 echo "|---|---:|---:|---:|---:|"
 echo "| waits for the mirror subrequest | $grps | $g50 | $g99 | $gerr |"
 
+fi
+if want 4; then
 # --- 4. memory ---------------------------------------------------------------------------
 echo
 echo "## 4. Memory"
@@ -485,5 +497,6 @@ echo
 echo '```'
 curl -s "http://127.0.0.1:$SA/metrics" | grep -E '^mirror_(dropped_total|shadow_in_flight|shadow_errors_total|mirrored_total)' || true
 echo '```'
+fi
 echo
 echo "load after: $(uptime | sed 's/.*load average: //')"

@@ -3,11 +3,11 @@
 # own limit. Alternates, in one run, A = pgbench (one single-row INSERT per
 # transaction into a table shaped like orch.messages) and B = the full
 # POST /v1/sms/send path (JWT, schema + domain validation, idempotency with
-# Redis + Postgres, message + outbox commit, relay to JetStream with PubAck),
+# Redis + Postgres, message row (its own outbox) commit, relay to JetStream with PubAck),
 # at the same client count, ROUNDS times; prints each pair and the ratio
 # B/A as min / median / max. A third leg, C, runs the orchestrator's own
 # accepting statement under pgbench (bench/pgbench_accept.sql: key +
-# message + history + outbox rows, one request per transaction): the
+# message row with its event, one request per transaction): the
 # database's limit for what a submit must write. At the end, C again with
 # 4 and 16 requests per transaction: what group commit could buy.
 #

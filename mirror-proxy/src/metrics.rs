@@ -32,6 +32,8 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    const COUNT: usize = 8;
+
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::AlreadyMarked => "already-marked",
@@ -82,6 +84,10 @@ pub struct Metrics {
     pub mirrored: IntCounterVec,
     /// Requests not mirrored or exchanges not compared, by reason.
     pub dropped: IntCounterVec,
+    /// `dropped`'s series, each resolved once on first use: a full
+    /// in-flight budget counts every request, and a label lookup (hash and
+    /// lock of the vector's map) on each was the drop path's main cost.
+    dropped_by: std::sync::Arc<[std::sync::OnceLock<IntCounter>; DropReason::COUNT]>,
     /// Shadow requests that failed, by kind.
     pub shadow_errors: IntCounterVec,
     /// Shadow requests in flight now.
@@ -168,6 +174,7 @@ impl Metrics {
                 "Requests not mirrored, or exchanges not compared, by reason",
                 &["reason"],
             ),
+            dropped_by: std::sync::Arc::new(std::array::from_fn(|_| std::sync::OnceLock::new())),
             shadow_errors: counter_vec(
                 "mirror_shadow_errors_total",
                 "Shadow requests that failed, by kind (timeout, connect, reset, protocol)",
@@ -226,7 +233,9 @@ impl Metrics {
     }
 
     pub fn drop(&self, reason: DropReason) {
-        self.dropped.with_label_values(&[reason.as_str()]).inc();
+        self.dropped_by[reason as usize]
+            .get_or_init(|| self.dropped.with_label_values(&[reason.as_str()]))
+            .inc();
     }
 
     pub fn shadow_error(&self, kind: ShadowError) {

@@ -241,9 +241,31 @@ impl PendingCopy {
             .mirrored
             .with_label_values(&[&self.route])
             .inc();
-        tokio::spawn(run(self, rx, shared));
+        shadow_runtime().spawn(run(self, rx, shared));
         tx
     }
+}
+
+/// The shadow's own runtime, one worker thread: shadow requests (their
+/// connections, timers, reads and the wait for the primary's answer) never
+/// run on the threads that serve the primary. Spawned there, a slow
+/// shadow's hundreds of in-flight copies shared the proxy threads' run
+/// queues and timer wheels with the primary's requests and stretched the
+/// primary's tail (p99 ×1.26–1.44 with a 1 s shadow, #17). The shadow
+/// client's pooled connections live on this runtime too (hyper spawns a
+/// connection's task where it is dialled).
+fn shadow_runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("shadow")
+                .enable_all()
+                .build()
+                .expect("the shadow runtime starts")
+        })
+        .handle()
 }
 
 /// The shadow task: send, read the answer (capped, timed), release the

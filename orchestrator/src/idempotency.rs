@@ -293,11 +293,15 @@ impl IdempotencyCache {
                 }
                 map.insert(key.to_owned(), (entry, now + ttl));
             }
+            // Off the response path: the answer is committed in Postgres,
+            // the truth; until this write lands a retry finds the in-flight
+            // marker, asks Postgres and replays what it holds.
             Backend::Redis(_) => {
-                let _ = self
-                    .redis(|mut c| {
-                        let key = key.to_owned();
-                        async move {
+                let this = self.clone();
+                let key = key.to_owned();
+                tokio::spawn(async move {
+                    let _ = this
+                        .redis(|mut c| async move {
                             let value = serde_json::to_string(&entry)?;
                             let _: () = c
                                 .pset_ex(
@@ -307,9 +311,9 @@ impl IdempotencyCache {
                                 )
                                 .await?;
                             Ok(())
-                        }
-                    })
-                    .await;
+                        })
+                        .await;
+                });
             }
         }
     }

@@ -1,6 +1,8 @@
-//! Step 6, after the `202`: the outbox relay. Publishes committed outbox
-//! rows to JetStream (or, embedded, to a JSONL file), waits for each PubAck,
-//! then marks the row published and the message `queued`.
+//! Step 6, after the `202`: the outbox relay. Publishes committed events
+//! to JetStream (or, embedded, to a JSONL file), waits for each PubAck,
+//! then marks the batch published and its messages `queued` in one
+//! statement. On Postgres the message row is its own outbox row (its
+//! `published_at` and an event to publish), on SQLite an `outbox` row.
 //!
 //! * Woken on commit: the accepting replica's relay by an in-process
 //!   [`Notify`], at once. The other replicas `LISTEN orch_outbox`; a relay
@@ -170,7 +172,7 @@ impl Relay {
                         .publish_duration
                         .with_label_values(&[kind])
                         .observe((Utc::now() - row.created_at).as_seconds_f64().max(0.0));
-                    done.push((row.id, row.message_id));
+                    done.push(row.message_id);
                 }
                 Err(e) => {
                     self.metrics
@@ -201,7 +203,7 @@ impl Relay {
             let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             let _ = self
                 .store
-                .mark_failed(row.id, retry_at, &e.to_string())
+                .mark_failed(row.message_id, retry_at, &e.to_string())
                 .await;
         }
         match first_error {
@@ -211,15 +213,15 @@ impl Relay {
                 let delay = backoff(u32::try_from(attempts).unwrap_or(1));
                 let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis(), "publishing failed; backing off");
-                let settled: std::collections::HashSet<i64> = done
+                let settled: std::collections::HashSet<_> = done
                     .iter()
-                    .map(|(id, _)| *id)
-                    .chain(shadow_failed.iter().map(|(r, _)| r.id))
+                    .copied()
+                    .chain(shadow_failed.iter().map(|(r, _)| r.message_id))
                     .collect();
-                for row in rows.iter().filter(|r| !settled.contains(&r.id)) {
+                for row in rows.iter().filter(|r| !settled.contains(&r.message_id)) {
                     let _ = self
                         .store
-                        .mark_failed(row.id, retry_at, &e.to_string())
+                        .mark_failed(row.message_id, retry_at, &e.to_string())
                         .await;
                 }
                 Err(delay)

@@ -162,7 +162,9 @@ async fn a_nats_outage_loses_nothing_and_duplicates_nothing() {
     server.stop();
     accepted.extend(submit(&app, 30, "during").await);
     let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM orch.outbox WHERE published_at IS NULL")
+        sqlx::query_scalar(
+            "SELECT count(*) FROM orch.messages WHERE published_at IS NULL AND event_subject IS NOT NULL",
+        )
             .fetch_one(&db.pool().await)
             .await
             .unwrap();

@@ -31,7 +31,7 @@ async fn relay_round(store: &PgStore, limit: i64) -> usize {
         .claim_outbox(limit, Duration::from_secs(10))
         .await
         .expect("claim");
-    let ids: Vec<_> = rows.iter().map(|r| (r.id, r.message_id)).collect();
+    let ids: Vec<_> = rows.iter().map(|r| r.message_id).collect();
     store.mark_published(&ids).await.expect("mark published");
     ids.len()
 }
@@ -52,13 +52,10 @@ async fn relay_batches_do_not_scan_the_grown_tables() {
     .expect("store connects and migrates");
     // An ANALYZE by autovacuum (where it is on) would replace stale plans
     // and hide the regression this test is for.
-    sqlx::raw_sql(
-        "ALTER TABLE orch.messages SET (autovacuum_enabled = off);
-         ALTER TABLE orch.outbox SET (autovacuum_enabled = off);",
-    )
-    .execute(&db.pool().await)
-    .await
-    .expect("autovacuum off for the test's tables");
+    sqlx::raw_sql("ALTER TABLE orch.messages SET (autovacuum_enabled = off);")
+        .execute(&db.pool().await)
+        .await
+        .expect("autovacuum off for the test's tables");
 
     // Tiny tables: every bookkeeping connection runs the relay's
     // statements well past the point where Postgres settles on a plan.
@@ -97,25 +94,181 @@ async fn relay_batches_do_not_scan_the_grown_tables() {
     .await;
     assert!(gone.is_some(), "the store's connections closed");
     let stats = sqlx::query(
-        "SELECT coalesce(sum(seq_tup_read), 0)::int8,
-                coalesce(sum(n_tup_upd) FILTER (WHERE relname = 'outbox'), 0)::int8
+        "SELECT coalesce(sum(seq_tup_read), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8
            FROM pg_stat_user_tables
-          WHERE schemaname = 'orch' AND relname IN ('messages', 'outbox')",
+          WHERE schemaname = 'orch' AND relname = 'messages'",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    let (read, outbox_updates): (i64, i64) = (stats.get(0), stats.get(1));
+    let (read, updates): (i64, i64) = (stats.get(0), stats.get(1));
     // The statistics are there at all: 240 claims and 240 marks.
     assert!(
-        outbox_updates >= 480,
-        "table statistics collected ({outbox_updates} outbox updates)"
+        updates >= 480,
+        "table statistics collected ({updates} message updates)"
     );
     // One sequential scan of a grown table (6 040 rows) is over the limit:
     // planned per batch, the relay reads only the 40 tiny rounds' few rows
     // sequentially (the tiny-table plan read 48 320 when this was written).
     assert!(
         read < 6_000,
-        "relay batches read {read} rows sequentially from messages/outbox"
+        "relay batches read {read} rows sequentially from messages"
     );
+}
+
+/// The message row is its own outbox: claimed in creation order, a whole
+/// batch marked published in one statement (first `published_at` kept),
+/// its event dropped, and `accepted`/`queued` read back from the row's
+/// timestamps with no history rows; downstream statuses are recorded as
+/// before and the lifecycle only moves forward.
+#[tokio::test]
+async fn a_batch_is_published_in_one_statement_and_reads_back_queued() {
+    use orchestrator::store::{MessageStatus, StatusApplied, StatusEvent};
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect(
+        db.url.parse().expect("database URL"),
+        4,
+        GroupCommit {
+            max_requests: 1,
+            max_messages: 1000,
+            concurrency: 1,
+        },
+    )
+    .await
+    .expect("store connects and migrates");
+    let pool = db.pool().await;
+    let accepted = acceptance(5);
+    store.accept(accepted.clone()).await.expect("accept");
+    let ids: Vec<_> = accepted.messages.iter().map(|m| m.id).collect();
+
+    let rows = store
+        .claim_outbox(3, Duration::from_secs(10))
+        .await
+        .expect("claim");
+    let claimed: Vec<_> = rows.iter().map(|r| r.message_id).collect();
+    assert_eq!(claimed, ids[..3], "oldest first, in creation order");
+    assert_eq!(rows[0].payload, ids[0].to_string().into_bytes());
+    assert_eq!(rows[0].subject, "relay.sms.outbound.request");
+    assert_eq!(rows[0].attempts, 1);
+    // Leased: a second relay gets only the other two.
+    let other = store
+        .claim_outbox(10, Duration::from_secs(10))
+        .await
+        .expect("claim");
+    assert_eq!(
+        other.iter().map(|r| r.message_id).collect::<Vec<_>>(),
+        ids[3..]
+    );
+
+    store.mark_published(&claimed).await.expect("mark");
+    let published: Vec<(String, Option<chrono::DateTime<chrono::Utc>>, bool)> = sqlx::query_as(
+        "SELECT status, published_at, event_payload IS NULL AND event_headers IS NULL
+           FROM orch.messages ORDER BY created_at, id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (i, (status, at, dropped)) in published.iter().enumerate() {
+        let done = i < 3;
+        assert_eq!(status, if done { "queued" } else { "accepted" }, "row {i}");
+        assert_eq!(at.is_some(), done, "row {i}");
+        assert_eq!(*dropped, done, "row {i}");
+    }
+    let first_at = published[0].1.unwrap();
+    // Marked again (a relay whose lease ran out): the first time stays.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .mark_published(&claimed[..1])
+        .await
+        .expect("mark again");
+    let again: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT published_at FROM orch.messages WHERE id = $1")
+            .bind(ids[0].to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(again, first_at);
+
+    let tenant = orchestrator::domain::TenantId::parse("tenant-relay").unwrap();
+    let view = store
+        .get_message(tenant.as_str(), false, ids[0])
+        .await
+        .expect("read")
+        .expect("found");
+    let history: Vec<_> = view
+        .status_history
+        .iter()
+        .map(|h| (h.status.as_str(), h.at))
+        .collect();
+    assert_eq!(
+        history,
+        vec![("accepted", view.created_at), ("queued", first_at)]
+    );
+    assert_eq!(view.updated_at, first_at);
+
+    // Downstream: `accepted`, and `queued` once published, are on record;
+    // `sent` is written and moves the message; a late `queued` after it
+    // does not move it back.
+    let start = chrono::Utc::now();
+    let event = |id, status, after_ms| StatusEvent {
+        id,
+        status,
+        at: start + chrono::Duration::milliseconds(after_ms),
+        error_code: None,
+    };
+    for (e, expected) in [
+        (
+            event(ids[0], MessageStatus::Accepted, 0),
+            StatusApplied::Duplicate,
+        ),
+        (
+            event(ids[0], MessageStatus::Queued, 0),
+            StatusApplied::Duplicate,
+        ),
+        (
+            event(ids[0], MessageStatus::Sent, 10),
+            StatusApplied::Applied,
+        ),
+        (
+            event(ids[4], MessageStatus::Sent, 10),
+            StatusApplied::Applied,
+        ),
+        (
+            event(ids[4], MessageStatus::Queued, 20),
+            StatusApplied::Stale,
+        ),
+    ] {
+        assert_eq!(
+            store.apply_status(&e).await.expect("apply"),
+            expected,
+            "{e:?}"
+        );
+    }
+    let history_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orch.message_status_history")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(history_rows, 3, "sent, sent, the late queued");
+    // The downstream `queued` recorded before publishing is the one shown,
+    // and publishing later keeps it (and the status `sent`).
+    store.mark_published(&ids[3..]).await.expect("mark");
+    let view = store
+        .get_message(tenant.as_str(), false, ids[4])
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(view.status, "sent");
+    let statuses: Vec<_> = view
+        .status_history
+        .iter()
+        .map(|h| h.status.as_str())
+        .collect();
+    assert_eq!(statuses, vec!["accepted", "sent", "queued"]);
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orch.messages WHERE published_at IS NULL AND event_subject IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0);
 }

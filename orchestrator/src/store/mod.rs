@@ -113,10 +113,9 @@ pub struct MessageView {
     pub status_history: Vec<HistoryEntry>,
 }
 
-/// A claimed outbox row, leased to one relay.
+/// A claimed event, leased to one relay; the message's id names it.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
-    pub id: i64,
     pub message_id: MessageId,
     pub subject: String,
     pub headers: Vec<(String, String)>,
@@ -336,15 +335,15 @@ impl Store {
         dispatch!(self, s => s.claim_outbox(limit, lease).await)
     }
 
-    /// Marks rows published and their messages `queued`.
-    pub async fn mark_published(&self, ids: &[(i64, MessageId)]) -> Result<(), StoreError> {
+    /// Marks the messages' events published and the messages `queued`.
+    pub async fn mark_published(&self, ids: &[MessageId]) -> Result<(), StoreError> {
         dispatch!(self, s => s.mark_published(ids).await)
     }
 
     /// Records a failed attempt and when to try again.
     pub async fn mark_failed(
         &self,
-        id: i64,
+        id: MessageId,
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
@@ -364,14 +363,16 @@ impl Store {
         dispatch!(self, s => s.reap_idempotency(Utc::now(), batch).await)
     }
 
-    /// Deletes up to `batch` outbox rows published before `before`.
+    /// Deletes up to `batch` outbox rows published before `before`
+    /// (SQLite; on Postgres a published event's payload goes when it is
+    /// marked published and there is nothing left to delete).
     pub async fn reap_outbox(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
         dispatch!(self, s => s.reap_outbox(before, batch).await)
     }
 
-    /// Deletes up to `batch` unpublished outbox rows on `subject` created
-    /// before `before` (shadow events that never made it; published ones
-    /// go with [`Store::reap_outbox`]).
+    /// Gives up to `batch` unpublished events on `subject` created before
+    /// `before` (shadow events that never made it): deleted outbox rows on
+    /// SQLite, events dropped from their message rows on Postgres.
     pub async fn reap_unpublished(
         &self,
         subject: &str,

@@ -200,7 +200,7 @@ impl PgStore {
     }
 
     /// One statement, one round trip, one commit for any number of
-    /// acceptances: their keys, messages, history and outbox rows are
+    /// acceptances: their keys and messages (each its own outbox row) are
     /// data-modifying CTEs of a single `INSERT` (atomic on its own), and an
     /// acceptance's rows are written only if its key was taken (or it has
     /// none). Returns the indexes (into `batch`) of the acceptances
@@ -228,10 +228,9 @@ impl PgStore {
             .bind(rows.metadata)
             .bind(rows.correlation_id)
             .bind(rows.created_at)
-            .bind(rows.outbox_message_ids)
-            .bind(rows.outbox_subjects)
-            .bind(rows.outbox_headers)
-            .bind(rows.outbox_payloads)
+            .bind(rows.event_subjects)
+            .bind(rows.event_headers)
+            .bind(rows.event_payloads)
             .bind(rows.key_tenants)
             .bind(rows.key_scopes)
             .bind(rows.keys)
@@ -244,7 +243,6 @@ impl PgStore {
             .bind(rows.key_requests)
             .bind(rows.unkeyed_requests)
             .bind(rows.message_requests)
-            .bind(rows.outbox_requests)
             .fetch_one(&self.pool)
             .await
     }
@@ -295,7 +293,7 @@ impl PgStore {
         let rows = sqlx::query(
             "SELECT m.id, m.status, m.to_number, m.sender, m.encoding, m.segments, m.reference,
                     m.callback_url, m.schedule_at, m.validity_period, m.metadata, m.created_at,
-                    m.updated_at, h.status AS h_status, h.at AS h_at, h.error_code AS h_error_code
+                    m.updated_at, m.published_at, h.status AS h_status, h.at AS h_at, h.error_code AS h_error_code
                FROM orch.messages m
                LEFT JOIN orch.message_status_history h ON h.message_id = m.id
               WHERE m.id = $1 AND m.tenant_id = $2 AND m.shadow = $3",
@@ -322,6 +320,9 @@ impl PgStore {
             })
             .filter_map(Result::transpose)
             .collect::<Result<Vec<_>, _>>()?;
+        let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        let published_at: Option<DateTime<Utc>> = row.try_get("published_at")?;
+        let history = with_derived_history(history, created_at, published_at);
         let metadata: Option<sqlx::types::Json<serde_json::Map<String, serde_json::Value>>> =
             row.try_get("metadata")?;
         Ok(Some(MessageView {
@@ -338,7 +339,7 @@ impl PgStore {
                 .try_get::<Option<i32>, _>("validity_period")?
                 .and_then(|v| u32::try_from(v).ok()),
             metadata: metadata.map(|m| m.0),
-            created_at: row.try_get("created_at")?,
+            created_at,
             updated_at: row.try_get("updated_at")?,
             status_history: sort_history(history),
         }))
@@ -360,15 +361,19 @@ impl PgStore {
         limit: i64,
         lease: Duration,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        // The pending rows through the partial index `messages_unpublished`,
+        // oldest first (`created_at`, then the id: within one replica ids
+        // grow with creation).
         let rows = sqlx::query(
-            "UPDATE orch.outbox SET lease_until = now() + make_interval(secs => $2),
-                                    attempts = attempts + 1
-              WHERE id IN (SELECT id FROM orch.outbox
-                            WHERE published_at IS NULL AND next_attempt_at <= now()
+            "UPDATE orch.messages SET lease_until = now() + make_interval(secs => $2),
+                                      publish_attempts = publish_attempts + 1
+              WHERE id IN (SELECT id FROM orch.messages
+                            WHERE published_at IS NULL AND event_subject IS NOT NULL
+                              AND (next_attempt_at IS NULL OR next_attempt_at <= now())
                               AND (lease_until IS NULL OR lease_until < now())
-                            ORDER BY id LIMIT $1
+                            ORDER BY created_at, id LIMIT $1
                             FOR UPDATE SKIP LOCKED)
-          RETURNING id, message_id, subject, headers, payload, attempts, created_at",
+          RETURNING id, event_subject, event_headers, event_payload, publish_attempts, created_at",
         )
         .persistent(false)
         .bind(limit)
@@ -378,69 +383,60 @@ impl PgStore {
         let mut out = rows
             .into_iter()
             .map(|r| {
-                let headers: sqlx::types::Json<Vec<(String, String)>> = r.try_get("headers")?;
+                let headers: Option<sqlx::types::Json<Vec<(String, String)>>> =
+                    r.try_get("event_headers")?;
                 Ok(OutboxRow {
-                    id: r.try_get("id")?,
-                    message_id: parse_id(r.try_get("message_id")?)?,
-                    subject: r.try_get("subject")?,
-                    headers: headers.0,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
+                    message_id: parse_id(r.try_get("id")?)?,
+                    subject: r.try_get("event_subject")?,
+                    headers: headers.map(|h| h.0).unwrap_or_default(),
+                    payload: r
+                        .try_get::<Option<Vec<u8>>, _>("event_payload")?
+                        .unwrap_or_default(),
+                    attempts: r.try_get("publish_attempts")?,
                     created_at: r.try_get("created_at")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        out.sort_by_key(|r| r.id);
+        out.sort_by_key(|r| (r.created_at, r.message_id));
         Ok(out)
     }
 
-    pub async fn mark_published(&self, ids: &[(i64, MessageId)]) -> Result<(), StoreError> {
+    /// One statement for the whole batch: each row is published, its event
+    /// dropped (never sent again) and, if still `accepted`, the message
+    /// moves to `queued` (its history's `queued` entry is `published_at`).
+    /// A row already marked (a second relay after a lease ran out) keeps
+    /// its first `published_at`.
+    pub async fn mark_published(&self, ids: &[MessageId]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let outbox_ids: Vec<i64> = ids.iter().map(|(i, _)| *i).collect();
-        let message_ids: Vec<String> = ids.iter().map(|(_, m)| m.to_string()).collect();
-        let mut tx = self.bookkeeping.begin().await?;
+        let message_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         sqlx::query(
-            "UPDATE orch.outbox SET published_at = now(), lease_until = NULL, last_error = NULL
-              WHERE id = ANY($1)",
-        )
-        .persistent(false)
-        .bind(&outbox_ids)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE orch.messages SET status = 'queued', updated_at = now()
-              WHERE id = ANY($1) AND status = 'accepted'",
+            "UPDATE orch.messages
+                SET published_at = now(), lease_until = NULL, last_error = NULL,
+                    next_attempt_at = NULL, event_headers = NULL, event_payload = NULL,
+                    status = CASE WHEN status = 'accepted' THEN 'queued' ELSE status END,
+                    updated_at = CASE WHEN status = 'accepted' THEN now() ELSE updated_at END
+              WHERE id = ANY($1) AND published_at IS NULL",
         )
         .persistent(false)
         .bind(&message_ids)
-        .execute(&mut *tx)
+        .execute(&self.bookkeeping)
         .await?;
-        sqlx::query(
-            "INSERT INTO orch.message_status_history (message_id, status, at)
-             SELECT m, 'queued', now() FROM unnest($1::text[]) AS m
-             ON CONFLICT DO NOTHING",
-        )
-        .persistent(false)
-        .bind(&message_ids)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 
     pub async fn mark_failed(
         &self,
-        id: i64,
+        id: MessageId,
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE orch.outbox SET next_attempt_at = $2, lease_until = NULL, last_error = $3
-              WHERE id = $1",
+            "UPDATE orch.messages SET next_attempt_at = $2, lease_until = NULL, last_error = $3
+              WHERE id = $1 AND published_at IS NULL",
         )
-        .bind(id)
+        .bind(id.to_string())
         .bind(next_attempt_at)
         .bind(error)
         .execute(&self.bookkeeping)
@@ -451,7 +447,7 @@ impl PgStore {
     pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
         let row = sqlx::query(
             "SELECT count(*) AS pending, min(created_at) AS oldest
-               FROM orch.outbox WHERE published_at IS NULL",
+               FROM orch.messages WHERE published_at IS NULL AND event_subject IS NOT NULL",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -463,15 +459,22 @@ impl PgStore {
 
     pub async fn apply_status(&self, e: &StatusEvent) -> Result<StatusApplied, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let current: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM orch.messages WHERE id = $1 AND NOT shadow FOR UPDATE",
+        let current: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT status, published_at FROM orch.messages WHERE id = $1 AND NOT shadow FOR UPDATE",
         )
         .bind(e.id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(current) = current else {
+        let Some((current, published_at)) = current else {
             return Ok(StatusApplied::UnknownId);
         };
+        // `accepted` (the row's created_at) and, once published, `queued`
+        // (its published_at) are on record without a history row.
+        if e.status == MessageStatus::Accepted
+            || (e.status == MessageStatus::Queued && published_at.is_some())
+        {
+            return Ok(StatusApplied::Duplicate);
+        }
         let recorded = sqlx::query(
             "INSERT INTO orch.message_status_history (message_id, status, at, error_code)
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -518,21 +521,19 @@ impl PgStore {
         Ok(r.rows_affected())
     }
 
-    pub async fn reap_outbox(&self, before: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query(
-            "DELETE FROM orch.outbox WHERE id IN (
-                SELECT id FROM orch.outbox WHERE published_at < $1
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        )
-        .persistent(false)
-        .bind(before)
-        .bind(batch)
-        .execute(&self.bookkeeping)
-        .await?;
-        Ok(r.rows_affected())
+    /// Nothing to delete: a published event's headers and payload go when
+    /// it is marked published, and the row is the message's own.
+    pub async fn reap_outbox(
+        &self,
+        _before: DateTime<Utc>,
+        _batch: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
-    /// Uses the `outbox_pending` partial index: only unpublished rows.
+    /// Gives up shadow events that never made it (the messages stay until
+    /// [`Self::reap_shadow`]); uses the `messages_unpublished` partial
+    /// index: only unpublished rows.
     pub async fn reap_unpublished(
         &self,
         subject: &str,
@@ -540,9 +541,12 @@ impl PgStore {
         batch: i64,
     ) -> Result<u64, StoreError> {
         let r = sqlx::query(
-            "DELETE FROM orch.outbox WHERE id IN (
-                SELECT id FROM orch.outbox
-                 WHERE published_at IS NULL AND subject = $1 AND created_at < $2
+            "UPDATE orch.messages
+                SET event_subject = NULL, event_headers = NULL, event_payload = NULL,
+                    lease_until = NULL, next_attempt_at = NULL
+              WHERE id IN (
+                SELECT id FROM orch.messages
+                 WHERE published_at IS NULL AND event_subject = $1 AND created_at < $2
                  LIMIT $3 FOR UPDATE SKIP LOCKED)",
         )
         .persistent(false)
@@ -569,19 +573,24 @@ impl PgStore {
     }
 }
 
-/// The accepting statement. `$1`–`$15` message columns, `$16`–`$19`
-/// outbox columns, `$20`–`$28` idempotency records, then the request
-/// (index into the batch) each key (`$29`), message (`$31`) and outbox row
-/// (`$32`) belongs to, and the requests without a key (`$30`). A request is
-/// "taken" when its key was inserted (or had expired) or it has none; only
-/// taken requests' rows are written. Returns the taken requests.
+/// The accepting statement. `$1`–`$15` message columns, `$16`–`$18` each
+/// message's event (subject, headers, payload; NULL for none), `$19`–`$27`
+/// idempotency records, then the request (index into the batch) each key
+/// (`$28`) and message (`$30`) belongs to, and the requests without a key
+/// (`$29`). A request is "taken" when its key was inserted (or had
+/// expired) or it has none; only taken requests' rows are written. Returns
+/// the taken requests.
+///
+/// One row per message and one per key: the message row is its own outbox
+/// (`published_at IS NULL` with an event: pending), and its `accepted`
+/// history entry is its `created_at`.
 const ACCEPT: &str = "
 WITH k AS (
     INSERT INTO orch.idempotency_keys
       (tenant_id, scope, key, fingerprint, response_status, response_headers,
        response_body, created_at, expires_at)
-    SELECT * FROM unnest($20::text[], $21::text[], $22::text[], $23::text[], $24::int2[],
-                         $25::jsonb[], $26::bytea[], $27::timestamptz[], $28::timestamptz[])
+    SELECT * FROM unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::int2[],
+                         $24::jsonb[], $25::bytea[], $26::timestamptz[], $27::timestamptz[])
     ON CONFLICT (tenant_id, scope, key) DO UPDATE SET
        fingerprint = EXCLUDED.fingerprint,
        response_status = EXCLUDED.response_status,
@@ -592,37 +601,31 @@ WITH k AS (
     WHERE orch.idempotency_keys.expires_at <= EXCLUDED.created_at
     RETURNING tenant_id, scope, key),
   taken AS (
-    SELECT r FROM unnest($20::text[], $21::text[], $22::text[], $29::int4[])
+    SELECT r FROM unnest($19::text[], $20::text[], $21::text[], $28::int4[])
              AS u(tenant_id, scope, key, r)
              JOIN k USING (tenant_id, scope, key)
     UNION ALL
-    SELECT unnest($30::int4[])),
+    SELECT unnest($29::int4[])),
   m AS (
     INSERT INTO orch.messages
       (id, tenant_id, shadow, status, to_number, sender, body, encoding, segments, reference,
-       callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, updated_at)
+       callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, updated_at,
+       event_subject, event_headers, event_payload)
     SELECT id, tenant, shadow, 'accepted', to_number, sender, body, encoding, segments, reference,
-           callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, created_at
+           callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, created_at,
+           event_subject, event_headers, event_payload
       FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],
                   $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::int[],
-                  $13::jsonb[], $14::text[], $15::timestamptz[], $31::int4[])
+                  $13::jsonb[], $14::text[], $15::timestamptz[], $16::text[], $17::jsonb[],
+                  $18::bytea[], $30::int4[])
         AS t(id, tenant, shadow, to_number, sender, body, encoding, segments, reference,
-             callback_url, schedule_at, validity_period, metadata, correlation_id, created_at, r)
-     WHERE r IN (SELECT r FROM taken)
-    RETURNING id, created_at),
-  h AS (
-    INSERT INTO orch.message_status_history (message_id, status, at)
-    SELECT id, 'accepted', created_at FROM m),
-  o AS (
-    -- clock_timestamp(), not now(): the row's age then starts at (almost)
-    -- commit, which is what the commit→PubAck latency metric measures.
-    INSERT INTO orch.outbox (message_id, subject, headers, payload, created_at, next_attempt_at)
-    SELECT m_id, s, hd, p, clock_timestamp(), clock_timestamp()
-      FROM unnest($16::text[], $17::text[], $18::jsonb[], $19::bytea[], $32::int4[])
-           WITH ORDINALITY AS t(m_id, s, hd, p, r, n)
-     WHERE r IN (SELECT r FROM taken)
-     ORDER BY n)
+             callback_url, schedule_at, validity_period, metadata, correlation_id, created_at,
+             event_subject, event_headers, event_payload, r)
+     WHERE r IN (SELECT r FROM taken))
 SELECT coalesce(array_agg(r), '{}') FROM taken";
+
+/// An event's headers as the `jsonb` array they are stored as.
+type Headers<'a> = sqlx::types::Json<&'a [(String, String)]>;
 
 /// The columns of a batch of acceptances, as the arrays [`ACCEPT`] binds.
 #[derive(Default)]
@@ -642,10 +645,9 @@ struct AcceptRows<'a> {
     metadata: Vec<Option<serde_json::Value>>,
     correlation_id: Vec<&'a str>,
     created_at: Vec<DateTime<Utc>>,
-    outbox_message_ids: Vec<String>,
-    outbox_subjects: Vec<&'a str>,
-    outbox_headers: Vec<serde_json::Value>,
-    outbox_payloads: Vec<&'a [u8]>,
+    event_subjects: Vec<Option<&'a str>>,
+    event_headers: Vec<Option<Headers<'a>>>,
+    event_payloads: Vec<Option<&'a [u8]>>,
     key_tenants: Vec<&'a str>,
     key_scopes: Vec<&'a str>,
     keys: Vec<&'a str>,
@@ -658,7 +660,6 @@ struct AcceptRows<'a> {
     key_requests: Vec<i32>,
     unkeyed_requests: Vec<i32>,
     message_requests: Vec<i32>,
-    outbox_requests: Vec<i32>,
 }
 
 impl<'a> AcceptRows<'a> {
@@ -666,7 +667,19 @@ impl<'a> AcceptRows<'a> {
         let mut rows = Self::default();
         for (request, a) in batch.iter().enumerate() {
             let request = i32::try_from(request).unwrap_or(i32::MAX);
+            let mut events = a.outbox.iter().peekable();
             for m in &a.messages {
+                // Events come in message order, at most one per message
+                // (none where shadow publishing is off).
+                let event = match events.peek() {
+                    Some(e) if e.message_id == m.id => events.next(),
+                    _ => a.outbox.iter().find(|e| e.message_id == m.id),
+                };
+                rows.event_subjects.push(event.map(|e| e.subject.as_str()));
+                rows.event_headers
+                    .push(event.map(|e| sqlx::types::Json(e.headers.as_slice())));
+                rows.event_payloads
+                    .push(event.map(|e| e.payload.as_slice()));
                 rows.message_ids.push(m.id.to_string());
                 rows.tenants.push(m.tenant.as_str());
                 rows.shadow.push(m.shadow);
@@ -686,14 +699,6 @@ impl<'a> AcceptRows<'a> {
                 rows.correlation_id.push(m.correlation_id.as_str());
                 rows.created_at.push(m.created_at);
                 rows.message_requests.push(request);
-            }
-            for e in &a.outbox {
-                rows.outbox_message_ids.push(e.message_id.to_string());
-                rows.outbox_subjects.push(e.subject.as_str());
-                rows.outbox_headers
-                    .push(serde_json::to_value(&e.headers).unwrap_or_default());
-                rows.outbox_payloads.push(e.payload.as_slice());
-                rows.outbox_requests.push(request);
             }
             match &a.idempotency {
                 Some(idem) => {
@@ -720,6 +725,36 @@ impl<'a> AcceptRows<'a> {
 /// A stored id; the column's CHECK constraint makes a failure here a bug.
 pub(super) fn parse_id(s: &str) -> Result<MessageId, sqlx::Error> {
     MessageId::parse(s).map_err(|e| sqlx::Error::Decode(format!("stored message id: {e}").into()))
+}
+
+/// The stored history (statuses from downstream) with the entries the
+/// message's own timestamps stand for: `accepted` at `created_at`, and
+/// `queued` at `published_at` once published. A stored row of either
+/// status (a downstream `queued` that came before the relay published;
+/// rows a migrated database kept) is what was recorded first and wins.
+pub(super) fn with_derived_history(
+    mut history: Vec<HistoryEntry>,
+    created_at: DateTime<Utc>,
+    published_at: Option<DateTime<Utc>>,
+) -> Vec<HistoryEntry> {
+    let has = |h: &[HistoryEntry], s: MessageStatus| h.iter().any(|e| e.status == s.as_str());
+    if !has(&history, MessageStatus::Accepted) {
+        history.push(HistoryEntry {
+            status: MessageStatus::Accepted.as_str().to_owned(),
+            at: created_at,
+            error_code: None,
+        });
+    }
+    if let Some(at) = published_at
+        && !has(&history, MessageStatus::Queued)
+    {
+        history.push(HistoryEntry {
+            status: MessageStatus::Queued.as_str().to_owned(),
+            at,
+            error_code: None,
+        });
+    }
+    history
 }
 
 /// History in lifecycle order; ties on time broken by rank.

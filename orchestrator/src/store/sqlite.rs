@@ -280,28 +280,32 @@ impl SqliteStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let headers: String = r.try_get("headers")?;
-            out.push(OutboxRow {
-                id: r.try_get("id")?,
-                message_id: parse_id(r.try_get("message_id")?)?,
-                subject: r.try_get("subject")?,
-                headers: serde_json::from_str(&headers).map_err(anyhow::Error::from)?,
-                payload: r.try_get("payload")?,
-                attempts: r.try_get("attempts")?,
-                created_at: parse_ts(r.try_get("created_at")?)?,
-            });
+            let id: i64 = r.try_get("id")?;
+            out.push((
+                id,
+                OutboxRow {
+                    message_id: parse_id(r.try_get("message_id")?)?,
+                    subject: r.try_get("subject")?,
+                    headers: serde_json::from_str(&headers).map_err(anyhow::Error::from)?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                    created_at: parse_ts(r.try_get("created_at")?)?,
+                },
+            ));
         }
-        out.sort_by_key(|r| r.id);
-        Ok(out)
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 
-    pub async fn mark_published(&self, ids: &[(i64, MessageId)]) -> Result<(), StoreError> {
+    pub async fn mark_published(&self, ids: &[MessageId]) -> Result<(), StoreError> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for (outbox_id, message_id) in ids {
+        for message_id in ids {
             sqlx::query(
-                "UPDATE outbox SET published_at = ?2, lease_until = NULL, last_error = NULL WHERE id = ?1",
+                "UPDATE outbox SET published_at = ?2, lease_until = NULL, last_error = NULL
+                  WHERE message_id = ?1 AND published_at IS NULL",
             )
-            .bind(outbox_id)
+            .bind(message_id.to_string())
             .bind(&now)
             .execute(&mut *tx)
             .await?;
@@ -327,14 +331,15 @@ impl SqliteStore {
 
     pub async fn mark_failed(
         &self,
-        id: i64,
+        id: MessageId,
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE outbox SET next_attempt_at = ?2, lease_until = NULL, last_error = ?3 WHERE id = ?1",
+            "UPDATE outbox SET next_attempt_at = ?2, lease_until = NULL, last_error = ?3
+              WHERE message_id = ?1 AND published_at IS NULL",
         )
-        .bind(id)
+        .bind(id.to_string())
         .bind(ts(next_attempt_at))
         .bind(error)
         .execute(&self.pool)
