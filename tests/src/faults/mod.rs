@@ -321,7 +321,7 @@ impl Mirror {
             .arg(format!("--config={}", config_path.display()))
             .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
             .env("DIFF_REDACTION_KEY", "fault-suite-redaction-key")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -766,6 +766,8 @@ pub struct Row {
     pub wrong_tenant: usize,
     pub phantoms: usize,
     pub shadow_on_live: usize,
+    /// Shadow messages the orchestrator stored (mirror scenarios).
+    pub shadow_stored: usize,
     pub unconfirmed: usize,
     pub unknown_unkeyed: usize,
     pub lost_by_nats: usize,
@@ -876,6 +878,10 @@ impl Row {
             ),
         );
         check(self.accepted == 0, "nothing was accepted".into());
+        check(
+            self.mirror_requests > 0 && self.shadow_stored == 0,
+            "mirror-proxy shadowed nothing to the orchestrator".into(),
+        );
         v
     }
 }
@@ -1059,6 +1065,7 @@ pub async fn settle(
         .map(|m| m.id.as_str())
         .collect();
     row.stored = live.len();
+    row.shadow_stored = shadow.len();
     row.events = events.len();
     let mut per_id: HashMap<&str, usize> = HashMap::new();
     for e in &events {
@@ -1099,12 +1106,12 @@ pub async fn settle(
 /// The table of rows, Markdown.
 pub fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| scenario | requests | 201 | 503 | 409 in flight | no answer | replays (byte-identical) | accepted ids | stored | events | duplicates | phantoms | shadow on live | lost with NATS store | unconfirmed (≤ unknown unkeyed) | via mirror (errors) | max latency | max outbox age |\n\
+        "| scenario | requests | 201 | 503 | 409 in flight | no answer | replays (byte-identical) | accepted ids | stored | events | duplicates | phantoms | shadow stored / on live | lost with NATS store | unconfirmed (≤ unknown unkeyed) | via mirror (errors) | max latency | max outbox age |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} ({} differ) | {} | {} | {} | {} | {} | {} | {} | {} (≤ {}) | {} ({}) | {:.1} s | {:.1} s |\n",
+            "| {} | {} | {} | {} | {} | {} | {} ({} differ) | {} | {} | {} | {} | {} | {} / {} | {} | {} (≤ {}) | {} ({}) | {:.1} s | {:.1} s |\n",
             r.scenario,
             r.requests,
             r.accepted,
@@ -1118,6 +1125,7 @@ pub fn table(rows: &[Row]) -> String {
             r.events,
             r.duplicates,
             r.phantoms,
+            r.shadow_stored,
             r.shadow_on_live,
             r.lost_by_nats,
             r.unconfirmed,
