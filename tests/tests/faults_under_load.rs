@@ -46,6 +46,10 @@ enum Fault {
     /// Redis replies delayed 50 ms (REDIS_TIMEOUT is 10 ms) for 4 s, then
     /// stalled for 2 s.
     RedisSlow,
+    /// The orchestrator's NATS link stalled 7 s (past the 5 s PubAck
+    /// timeout: outcomes unknown, rows republished with the same
+    /// `Nats-Msg-Id`), then healed and the held bytes delivered.
+    NatsStalled,
     /// Postgres stopped (immediate) for 5 s, then started again.
     PostgresRestart,
     /// 80 ms added to every Postgres read and write for 5 s.
@@ -68,6 +72,7 @@ impl Fault {
         match self {
             Fault::NatsDown => "NATS killed 20 s",
             Fault::NatsWiped => "NATS restarted with its store wiped",
+            Fault::NatsStalled => "NATS link stalled 7 s",
             Fault::RedisKilled => "Redis killed 5 s",
             Fault::RedisFlushed => "Redis flushed (twice)",
             Fault::RedisSlow => "Redis slow (50 ms) then stalled",
@@ -89,6 +94,7 @@ impl Fault {
             },
             pg_proxy: matches!(self, Fault::PostgresSlow),
             redis_proxy: matches!(self, Fault::RedisSlow),
+            nats_proxy: matches!(self, Fault::NatsStalled),
             mirror: matches!(self, Fault::MirrorNatsDown | Fault::MirrorPostgresRestart),
         }
     }
@@ -111,6 +117,12 @@ impl Fault {
                 expect.lost_by_nats = stack.wipe_nats().await;
                 expect.log_must_contain = Some("JetStream stream missing");
                 tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Fault::NatsStalled => {
+                let p = stack.nats_proxy.as_ref().expect("nats proxy");
+                p.stall();
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                p.heal();
             }
             Fault::RedisKilled => {
                 stack.redis.stop();
@@ -195,6 +207,7 @@ async fn every_invariant_holds_under_each_fault() {
     for fault in [
         Fault::NatsDown,
         Fault::NatsWiped,
+        Fault::NatsStalled,
         Fault::RedisKilled,
         Fault::RedisFlushed,
         Fault::RedisSlow,

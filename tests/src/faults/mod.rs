@@ -113,6 +113,8 @@ pub struct StackSpec {
     pub pg_proxy: bool,
     /// Redis reached through a [`FaultProxy`].
     pub redis_proxy: bool,
+    /// NATS reached (by the orchestrators) through a [`FaultProxy`].
+    pub nats_proxy: bool,
     /// mirror-proxy (100 % sampling) in front of the legacy gateway
     /// simulator, shadowing to the first orchestrator.
     pub mirror: bool,
@@ -127,6 +129,7 @@ pub struct Stack {
     pub names: NatsNames,
     pub pg_proxy: Option<FaultProxy>,
     pub redis_proxy: Option<FaultProxy>,
+    pub nats_proxy: Option<FaultProxy>,
     pub apps: Vec<Option<TestApp>>,
     pub targets: Arc<RwLock<Vec<String>>>,
     pub options: Options,
@@ -150,7 +153,16 @@ impl Stack {
         let pg = PrivatePostgres::start().await;
         let redis = PrivateRedis::start().await;
         let nats = PrivateNats::start().await;
-        let names = NatsNames::at(nats.url());
+        let nats_proxy = if spec.nats_proxy {
+            Some(FaultProxy::start(format!("127.0.0.1:{}", nats.port)).await)
+        } else {
+            None
+        };
+        // The orchestrators' NATS address; the test reads the stream directly.
+        let names = NatsNames::at(match &nats_proxy {
+            Some(p) => format!("nats://{}", p.addr()),
+            None => nats.url(),
+        });
         let pg_proxy = if spec.pg_proxy {
             Some(FaultProxy::start(format!("127.0.0.1:{}", pg.port)).await)
         } else {
@@ -203,6 +215,7 @@ impl Stack {
             names,
             pg_proxy,
             redis_proxy,
+            nats_proxy,
             apps,
             targets,
             options,
@@ -766,6 +779,9 @@ pub struct Row {
     pub wrong_tenant: usize,
     pub phantoms: usize,
     pub shadow_on_live: usize,
+    /// `orchestrator_publish_failures_total` of the replicas running at the
+    /// end (publishes retried with the same `Nats-Msg-Id`).
+    pub publish_failures: f64,
     /// Shadow messages the orchestrator stored (mirror scenarios).
     pub shadow_stored: usize,
     pub unconfirmed: usize,
@@ -1064,6 +1080,15 @@ pub async fn settle(
         .filter(|m| m.shadow)
         .map(|m| m.id.as_str())
         .collect();
+    for app in stack.apps.iter().flatten() {
+        row.publish_failures += app
+            .metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("orchestrator_publish_failures_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
     row.stored = live.len();
     row.shadow_stored = shadow.len();
     row.events = events.len();
@@ -1106,12 +1131,12 @@ pub async fn settle(
 /// The table of rows, Markdown.
 pub fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| scenario | requests | 201 | 503 | 409 in flight | no answer | replays (byte-identical) | accepted ids | stored | events | duplicates | phantoms | shadow stored / on live | lost with NATS store | unconfirmed (≤ unknown unkeyed) | via mirror (errors) | max latency | max outbox age |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | requests | 201 | 503 | 409 in flight | no answer | replays (byte-identical) | accepted ids | stored | events | publish failures retried | duplicates | phantoms | shadow stored / on live | lost with NATS store | unconfirmed (≤ unknown unkeyed) | via mirror (errors) | max latency | max outbox age |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} ({} differ) | {} | {} | {} | {} | {} | {} / {} | {} | {} (≤ {}) | {} ({}) | {:.1} s | {:.1} s |\n",
+            "| {} | {} | {} | {} | {} | {} | {} ({} differ) | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} (≤ {}) | {} ({}) | {:.1} s | {:.1} s |\n",
             r.scenario,
             r.requests,
             r.accepted,
@@ -1123,6 +1148,7 @@ pub fn table(rows: &[Row]) -> String {
             r.accepted_ids,
             r.stored,
             r.events,
+            r.publish_failures,
             r.duplicates,
             r.phantoms,
             r.shadow_stored,
