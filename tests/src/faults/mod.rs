@@ -997,8 +997,10 @@ pub async fn settle(
     // (a replay if it had committed, a fresh acceptance if not).
     let t0 = Instant::now();
     for (slot, o) in unresolved {
+        // A replica killed mid-request leaves its key's in-flight lock in
+        // Redis until IDEMPOTENCY_LOCK_TTL (30 s): `409` until then.
         let mut last = None;
-        for _ in 0..20 {
+        for _ in 0..80 {
             let req = Req {
                 tenant: o.tenant,
                 kind: o.kind,
