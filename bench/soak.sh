@@ -11,6 +11,9 @@
 #
 #   bench/soak.sh [SECONDS=600 per leg]
 #
+# SOAK_PROFILE=debug runs the debug binaries (a smoke run of the script
+# itself; its figures are not the product's).
+#
 # Not part of the test command (it takes 2 × SECONDS plus builds); its
 # figures go in bench/RESULTS.md. Uses the machine's Postgres, Redis and
 # NATS through bench/lib.sh (own database, stream and tenant, deleted on
@@ -22,8 +25,17 @@ CONNS=32
 SHADOW_SECRET=soak-shadow-credential
 export ORCH_ARGS="--shadow-secret $SHADOW_SECRET ${ORCH_ARGS:-}"
 . bench/lib.sh
+PROFILE=${SOAK_PROFILE:-release}
+if [ "$PROFILE" = debug ]; then
+  BIN=$CARGO_TARGET_DIR/debug
+  build_release() {
+    cargo build -q -p orchestrator -p loadgen -p integration-tests \
+      --bin orchestrator --bin loadgen --bin sweep-test-state
+  }
+fi
 start_orchestrator 16
-cargo build --release -q -p mirror-proxy -p integration-tests --bin mirror-proxy --bin legacy-gateway
+cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo release)" -q \
+  -p mirror-proxy -p integration-tests --bin mirror-proxy --bin legacy-gateway
 SAMPLES=/tmp/soak-samples-$$
 LEGACY= MIRROR=
 soak_cleanup() {
@@ -96,8 +108,8 @@ leg() {
 
 peak=$(field "$(loadgen_json --mode send --clients 16 --duration 10s)" rps 0)
 half=$(python3 -c "print(int($peak/2))")
-printf 'orchestrator send peak %s req/s (closed loop, 16 clients); soak at %s req/s, %s connections, %s s per leg\n' \
-  "$peak" "$half" "$CONNS" "$SECS"
+printf '%s build; orchestrator send peak %s req/s (closed loop, 16 clients); soak at %s req/s, %s connections, %s s per leg\n' \
+  "$PROFILE" "$peak" "$half" "$CONNS" "$SECS"
 leg direct "$API" "$half"
 
 # The mirror leg: legacy gateway simulator as primary, the orchestrator as
