@@ -125,6 +125,11 @@ impl std::fmt::Debug for EventSink {
 pub enum PublishError {
     #[error("publish failed: {0}")]
     Publish(String),
+    /// JetStream answered that no stream captures the subject: the stream
+    /// was deleted, or NATS lost its storage. The relay checks (and, with
+    /// `NATS_CREATE_STREAM`, recreates) the streams before trying again.
+    #[error("no JetStream stream captures the subject: {0}")]
+    NoStream(String),
     #[error("no acknowledgement within {0:?} (outcome unknown; will republish)")]
     AckTimeout(Duration),
     #[error("file sink: {0}")]
@@ -135,6 +140,7 @@ impl PublishError {
     pub fn reason(&self) -> &'static str {
         match self {
             PublishError::Publish(_) => "publish",
+            PublishError::NoStream(_) => "no_stream",
             PublishError::AckTimeout(_) => "ack_timeout",
             PublishError::File(_) => "file",
         }
@@ -362,6 +368,14 @@ impl EventSink {
     }
 
     /// The NATS client, for the status consumer.
+    /// The live stream's name (empty for the file sink).
+    pub fn stream_name(&self) -> &str {
+        match self {
+            EventSink::Nats { layout, .. } => &layout.stream,
+            EventSink::File(..) => "",
+        }
+    }
+
     pub fn nats(&self) -> Option<(&async_nats::Client, &jetstream::Context)> {
         match self {
             EventSink::Nats { client, js, .. } => Some((client, js.as_ref())),
@@ -472,6 +486,11 @@ impl EventSink {
                     .map_err(|e| PublishError::Publish(e.to_string()))?;
                 match tokio::time::timeout(ACK_TIMEOUT + Duration::from_millis(500), ack).await {
                     Ok(Ok(_ack)) => Ok(()),
+                    Ok(Err(e))
+                        if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
+                    {
+                        Err(PublishError::NoStream(e.to_string()))
+                    }
                     Ok(Err(e)) => Err(PublishError::Publish(e.to_string())),
                     Err(_) => Err(PublishError::AckTimeout(ACK_TIMEOUT)),
                 }

@@ -108,8 +108,24 @@ impl Relay {
                     }
                 }
                 Ok(_) => failures = 0,
-                Err(delay) => {
+                Err(Retry {
+                    delay,
+                    stream_missing,
+                }) => {
                     failures += 1;
+                    if stream_missing {
+                        // NATS answers but the stream is gone (deleted, or
+                        // NATS restarted without its storage): every event
+                        // it held is lost downstream, and nothing published
+                        // now would land. The outbox rows stay until the
+                        // stream exists again (recreated here with
+                        // NATS_CREATE_STREAM, else by an operator).
+                        tracing::error!(
+                            stream = %self.sink.stream_name(),
+                            "JetStream stream missing: NATS lost it (deleted, or restarted without its storage); events it held are gone, unpublished outbox rows are kept and wait for the stream"
+                        );
+                        stream_ready = false;
+                    }
                     self.update_backlog().await;
                     let delay = delay.max(backoff(failures));
                     self.sleep(delay, &shutdown).await;
@@ -135,14 +151,14 @@ impl Relay {
         }
     }
 
-    /// One claim-publish-mark round. `Ok(n)`: rows published; `Err(delay)`:
+    /// One claim-publish-mark round. `Ok(n)`: rows published; `Err(retry)`:
     /// back off before the next round.
-    async fn pass(&self) -> Result<usize, Duration> {
+    async fn pass(&self) -> Result<usize, Retry> {
         let rows = match self.store.claim_outbox(BATCH, LEASE).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
-                return Err(Duration::ZERO);
+                return Err(Retry::after(Duration::ZERO));
             }
         };
         if rows.is_empty() {
@@ -191,7 +207,7 @@ impl Relay {
             // Published but not marked: the lease expires and the rows are
             // republished with the same Nats-Msg-Id, which the stream drops.
             tracing::warn!(error = %e, rows = done.len(), "marking published rows failed");
-            return Err(Duration::ZERO);
+            return Err(Retry::after(Duration::ZERO));
         }
         // The shadow lane: each failed shadow row is deferred alone and the
         // relay goes on at once.
@@ -224,8 +240,28 @@ impl Relay {
                         .mark_failed(row.message_id, retry_at, &e.to_string())
                         .await;
                 }
-                Err(delay)
+                Err(Retry {
+                    delay,
+                    stream_missing: matches!(e, PublishError::NoStream(_)),
+                })
             }
+        }
+    }
+}
+
+/// Why and when a relay round is tried again.
+#[derive(Debug)]
+struct Retry {
+    delay: Duration,
+    /// A live publish met no stream: check (recreate) the streams first.
+    stream_missing: bool,
+}
+
+impl Retry {
+    fn after(delay: Duration) -> Self {
+        Self {
+            delay,
+            stream_missing: false,
         }
     }
 }

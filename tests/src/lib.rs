@@ -10,6 +10,7 @@
 //! role `orch_test` with CREATEDB and a password, since a stock cluster
 //! allows no password-less TCP login.
 
+pub mod faults;
 pub mod parity;
 pub mod rehearsal;
 

@@ -146,10 +146,10 @@ async fn a_failing_shadow_lane_never_delays_live_events_and_its_rows_are_reaped(
         worst = worst.max(sent_at.elapsed());
     }
     assert!(
-        app.metric("orchestrator_publish_failures_total{reason=\"publish\"}")
+        app.metric("orchestrator_publish_failures_total{reason=\"no_stream\"}")
             .await
             >= 1.0,
-        "the shadow publishes did fail"
+        "the shadow publishes did fail, for want of a stream"
     );
     // `ids_in` reads with a fresh consumer, ~0.5 s of it idle waiting.
     assert!(
