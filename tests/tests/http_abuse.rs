@@ -298,10 +298,8 @@ async fn a_body_that_never_finishes_is_408_in_the_envelope_at_the_body_read_time
     // is for the whole body, not between chunks.
     let started = Instant::now();
     let mut stream = TcpStream::connect(&addr).await.expect("connect");
-    let chunked_head = format!(
-        "POST /v1/sms/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nAccept: application/problem+json\r\n\r\n"
-    );
+    let chunked_head = "POST /v1/sms/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nAccept: application/problem+json\r\n\r\n";
     stream
         .write_all(chunked_head.as_bytes())
         .await
