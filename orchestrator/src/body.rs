@@ -19,6 +19,10 @@
 //!
 //! The value is left in the request's extensions as [`JsonBody`].
 //!
+//! The whole body must arrive within `BODY_READ_TIMEOUT` of the head; a
+//! body that stalls or never ends is a `408` (`request-timeout`) and the
+//! connection is closed.
+//!
 //! A body the legacy did not read (not JSON, an unsupported charset, over
 //! the limit) is still read to its end and discarded, up to
 //! [`DRAIN_LIMIT`]: body-parser dumps the rest of a refused body and Node
@@ -64,9 +68,13 @@ pub async fn parse(State(app): State<AppState>, req: Request, next: Next) -> Res
         app.config.send_body_limit
     }
     .unwrap_or(app.contract.legacy().body_limit);
-    match read(req, limit).await {
-        Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
+    // One deadline for the whole body, read or drained: a client that
+    // stops sending (or trickles forever) gets a `408` and loses the
+    // connection, as Node's `requestTimeout` gave the legacy's clients.
+    match tokio::time::timeout(app.config.body_read_timeout, read(req, limit)).await {
+        Ok(Ok(req)) => next.run(req).await,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError::RequestTimeout.into_response(),
     }
 }
 

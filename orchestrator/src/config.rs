@@ -163,6 +163,20 @@ pub struct Config {
     /// How long graceful shutdown waits for in-flight requests.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// How long a client may take to send a request's head (request line
+    /// and headers), counted from its first byte or, on a kept-alive
+    /// connection, from the end of the previous answer. Past it the
+    /// connection is closed (slowloris). Node's server, the legacy's, had
+    /// 60 s; Kong in front has its own.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How long a client may take to send a request's body once its head
+    /// is in. Past it the answer is `408` (`request-timeout`) and the
+    /// connection is closed: a body that never finishes holds no task.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
 }
 
 /// Token verification and Kong key-auth (the [`crate::auth`] step).

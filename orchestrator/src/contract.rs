@@ -210,6 +210,35 @@ mod tests {
         assert!(c.issues(RequestSchema::Send, &body).is_empty());
     }
 
+    /// Postgres `text` and `jsonb` cannot hold U+0000: a NUL in any stored
+    /// string must be a `400` naming the field, not a storage error (a
+    /// `5xx`) after validation passed.
+    #[test]
+    fn a_nul_character_in_any_stored_string_is_a_schema_violation() {
+        let c = Contract::embedded().unwrap();
+        for (body, pointer) in [
+            (
+                json!({"to": "+447700900123", "from": "Acme", "body": "a\u{0}"}),
+                "/body",
+            ),
+            (
+                json!({"to": "+447700900123", "from": "Acme", "body": "hi", "reference": "\u{0}"}),
+                "/reference",
+            ),
+            (
+                json!({"to": "+447700900123", "from": "Acme", "body": "hi", "callback_url": "https://a.example/\u{0}"}),
+                "/callback_url",
+            ),
+            (
+                json!({"to": "+447700900123", "from": "Acme", "body": "hi", "metadata": {"k": "\u{0}"}}),
+                "/metadata/k",
+            ),
+        ] {
+            let v = c.issues(RequestSchema::Send, &body);
+            assert_eq!(pointers(&v), [pointer], "{body}");
+        }
+    }
+
     #[test]
     fn three_errors_give_three_issues_with_pointers() {
         let c = Contract::embedded().unwrap();

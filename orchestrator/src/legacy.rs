@@ -62,6 +62,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "duplicate-key",
     "unsupported-media-type",
     "payload-too-large",
+    "request-timeout",
     "path-param-invalid",
     "tenant-header-missing",
     "idempotency-key-invalid",
@@ -348,6 +349,12 @@ mod tests {
         assert_eq!(
             String::from_utf8(body).unwrap(),
             r#"{"statusCode":413,"message":"request entity too large"}"#
+        );
+        let body = s.error("request-timeout").render(&Vars::default());
+        assert_eq!(s.error("request-timeout").status.as_u16(), 408);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"message":"Request Timeout","statusCode":408}"#
         );
     }
 

@@ -33,7 +33,8 @@
 //!
 //! Around them: [`config`] (and [`secret`]: `*_FILE`, never printed;
 //! [`cause`]: an error and its causes on one line),
-//! [`startup`] (build + run, graceful shutdown), [`reload`] (SIGHUP),
+//! [`startup`] (build + run, graceful shutdown), [`server`] (hyper with
+//! header timeouts and size limits), [`reload`] (SIGHUP),
 //! [`metrics`], [`telemetry`], [`dev`].
 
 pub mod auth;
@@ -63,6 +64,7 @@ pub mod problem;
 pub mod reload;
 pub mod routes;
 pub mod secret;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

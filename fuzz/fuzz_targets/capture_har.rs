@@ -1,0 +1,8 @@
+//! compare's HAR capture reader on any bytes: never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = compare::capture::har::parse(std::path::Path::new("fuzz.har"), data);
+});
