@@ -78,6 +78,9 @@ struct Raw {
     bytes: Vec<u8>,
     closed: bool,
     elapsed: Duration,
+    /// The server closed before the whole request was written (it refused
+    /// the head early, as Node does, and the kernel reset the connection).
+    write_refused: bool,
 }
 
 impl Raw {
@@ -138,12 +141,24 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (Vec<u8>, 
 async fn raw(addr: &str, request: &[u8], wait: Duration) -> Raw {
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write request");
+    let write_refused = match stream.write_all(request).await {
+        Ok(()) => false,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            true
+        }
+        Err(e) => panic!("write request: {e}"),
+    };
     let (bytes, closed) = read_until_closed(&mut stream, wait).await;
     Raw {
         bytes,
         closed,
         elapsed: started.elapsed(),
+        write_refused,
     }
 }
 
@@ -198,10 +213,20 @@ async fn a_request_head_over_16_kib_is_431_with_no_body_and_a_closed_connection_
     );
     // A megabyte of headers: the same, and the server did not buffer it.
     without_memory_growth(&app, "oversized heads", || async {
+        // The server answers 431 and closes after the first 16 KiB; the
+        // rest of the megabyte may then meet a reset, which can also take
+        // the 431 with it. Either way it was refused, never buffered.
+        let mut answered = 0;
         for _ in 0..50 {
             let r = raw(&addr, &padded_get(1024 * 1024), SLACK).await;
-            assert_eq!(r.status(), 431);
+            if r.bytes.is_empty() {
+                assert!(r.write_refused && r.closed, "neither a 431 nor a refusal");
+            } else {
+                assert_eq!(r.status(), 431);
+                answered += 1;
+            }
         }
+        println!("{answered} of 50 one-megabyte heads read their 431 before the reset");
     })
     .await;
 }
