@@ -98,8 +98,14 @@ pgbench_run() {
   local c=$1 secs=$2 script=${3:-/tmp/pgbench_insert_$$.sql}
   shift 2; [ $# -gt 0 ] && shift
   local threads=$(( c < 2 ? 1 : 2 ))
-  "$PGBENCH" -n -M prepared -c "$c" -j "$threads" -T "$secs" -f "$script" "$@" "$PG/$DB" 2>/dev/null \
-    | awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d\n", t, n}'
+  local out
+  # An aborted run (a script Postgres refuses) says why and stops the bench.
+  if ! out=$("$PGBENCH" -n -M prepared -c "$c" -j "$threads" -T "$secs" -f "$script" "$@" "$PG/$DB" 2>&1); then
+    echo "pgbench $script failed:" >&2
+    grep -i 'error' <<<"$out" | sort | uniq -c | head -5 >&2
+    return 1
+  fi
+  awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d\n", t, n}' <<<"$out"
 }
 
 # pgbench_latency RATE CLIENTS SECS SCRIPT [ARGS...]: pgbench open loop at
