@@ -93,18 +93,25 @@ VALUES ('bench', 'accepted', '+447700900123', 'Acme', 'Your code is 123456', 'GS
 SQL
 }
 
+# pgbench_exec ARGS...: pgbench against the run's database, its report on
+# stdout. An aborted run (a script Postgres refuses) says why and stops the
+# bench, instead of leaving an empty figure.
+pgbench_exec() {
+  local out
+  if ! out=$("$PGBENCH" -n -M prepared "$@" "$PG/$DB" 2>&1); then
+    echo "pgbench $* failed:" >&2
+    grep -i 'error' <<<"$out" | sort | uniq -c | head -5 >&2
+    return 1
+  fi
+  printf '%s\n' "$out"
+}
+
 # pgbench_run CLIENTS SECONDS [SCRIPT] [PGBENCH ARGS...]: "TPS TRANSACTIONS"
 pgbench_run() {
   local c=$1 secs=$2 script=${3:-/tmp/pgbench_insert_$$.sql}
   shift 2; [ $# -gt 0 ] && shift
-  local threads=$(( c < 2 ? 1 : 2 ))
-  local out
-  # An aborted run (a script Postgres refuses) says why and stops the bench.
-  if ! out=$("$PGBENCH" -n -M prepared -c "$c" -j "$threads" -T "$secs" -f "$script" "$@" "$PG/$DB" 2>&1); then
-    echo "pgbench $script failed:" >&2
-    grep -i 'error' <<<"$out" | sort | uniq -c | head -5 >&2
-    return 1
-  fi
+  local threads=$(( c < 2 ? 1 : 2 )) out
+  out=$(pgbench_exec -c "$c" -j "$threads" -T "$secs" -f "$script" "$@") || return 1
   awk '/actually processed/ {n=$NF} /^tps/ {t=$3} END {printf "%.1f %d\n", t, n}' <<<"$out"
 }
 
@@ -116,8 +123,8 @@ pgbench_latency() {
   local rate=$1 c=$2 secs=$3 script=$4
   shift 4
   rm -f /tmp/bench-pgblat-$$.*
-  "$PGBENCH" -n -M prepared -c "$c" -j 2 -R "$rate" -T "$secs" --log --log-prefix="/tmp/bench-pgblat-$$" \
-    -f "$script" "$@" "$PG/$DB" >/dev/null 2>&1
+  pgbench_exec -c "$c" -j 2 -R "$rate" -T "$secs" --log --log-prefix="/tmp/bench-pgblat-$$" \
+    -f "$script" "$@" >/dev/null || return 1
   cat /tmp/bench-pgblat-$$.* | python3 -c '
 import sys
 lat = sorted(int(line.split()[2]) / 1000 for line in sys.stdin if line.strip())
