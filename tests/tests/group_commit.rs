@@ -278,3 +278,37 @@ async fn without_group_commit_each_request_commits_alone_with_the_same_answers()
     assert_eq!(count(&db, "messages").await, 20);
     assert_eq!(commits(&db).await, 10, "one commit per stored request");
 }
+
+#[tokio::test]
+async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_commits() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, 64).await;
+    // One at a time: each finds the slot free and nobody queued, and
+    // commits alone, at once.
+    for i in 0..5 {
+        let outcome = store
+            .accept(acceptance(Some(&format!("lone-{i}")), "fp", 1))
+            .await
+            .expect("no store error");
+        assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
+    }
+    assert_eq!(commits(&db).await, 5, "one commit per lone request");
+    // Then a burst of 30: the first takes the free slot alone, the others
+    // queue behind it and share the next commit(s).
+    let burst: Vec<_> = (0..30)
+        .map(|i| acceptance(Some(&format!("burst-{i}")), "fp", 1))
+        .collect();
+    let outcomes = accept_all(&store, &burst).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, AcceptOutcome::Accepted)),
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&db, "messages").await, 35);
+    let burst_commits = commits(&db).await - 5;
+    assert!(
+        (2..=4).contains(&burst_commits),
+        "30 requests behind one slot took {burst_commits} commits"
+    );
+}

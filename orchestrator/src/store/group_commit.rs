@@ -1,11 +1,13 @@
 //! Group commit: concurrent acceptances share one statement and one commit.
 //!
-//! Every acceptance is queued to one committer task. It starts a commit as
-//! soon as one of its `concurrency` slots is free, taking everything queued
-//! at that moment (up to `max_requests` requests and `max_messages`
-//! message rows): an idle service commits each request alone, at once; a
-//! busy one amortises the round trip, the statement and the commit record
-//! over many requests. Nothing waits for a batch to fill.
+//! At most `concurrency` commits are in flight at once. A request that
+//! finds a commit slot free and nobody queued commits alone, at once, on its
+//! own task: no hand-off to another task, no wake-up. Otherwise it is
+//! queued to one committer task, which starts a commit as soon as a slot is
+//! free, taking everything queued at that moment (up to `max_requests`
+//! requests and `max_messages` message rows): a busy service amortises the
+//! round trip, the statement and the commit record over many requests.
+//! Nothing waits for a batch to fill.
 //!
 //! Each request is answered only after the commit that holds its rows
 //! returned, so a `202` still means durable. Within a commit:
@@ -64,20 +66,41 @@ struct Job {
 #[derive(Debug, Clone)]
 pub(super) struct Committer {
     jobs: mpsc::Sender<Job>,
+    /// One permit per commit in flight, shared by the fast path and the
+    /// committer task.
+    slots: Arc<Semaphore>,
+    /// The store without a committer: commits directly.
+    direct: Arc<PgStore>,
 }
 
 impl Committer {
-    /// `store` must be one without a committer (the task commits directly).
+    /// `store` must be one without a committer (it commits directly).
     pub(super) fn start(store: PgStore, limits: GroupCommit) -> Self {
         let (jobs, queue) = mpsc::channel(4096);
-        tokio::spawn(run(store, queue, limits));
-        Self { jobs }
+        let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+        tokio::spawn(run(store.clone(), queue, slots.clone(), limits));
+        Self {
+            jobs,
+            slots,
+            direct: Arc::new(store),
+        }
     }
 
     pub(super) async fn accept(
         &self,
         acceptance: Arc<Acceptance>,
     ) -> Result<AcceptOutcome, StoreError> {
+        // The fast path: nobody queued (so nobody overtaken) and a slot free.
+        // Jobs the committer task deferred are not in the channel; one of
+        // them may wait for the next free slot behind this request, as it
+        // would behind any commit.
+        if self.jobs.capacity() == self.jobs.max_capacity()
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            let outcome = self.direct.accept_alone(&acceptance).await;
+            drop(slot);
+            return outcome;
+        }
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Other(anyhow::anyhow!("the committer task has stopped"));
         self.jobs
@@ -88,21 +111,27 @@ impl Committer {
     }
 }
 
-async fn run(store: PgStore, mut queue: mpsc::Receiver<Job>, limits: GroupCommit) {
-    let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+async fn run(
+    store: PgStore,
+    mut queue: mpsc::Receiver<Job>,
+    slots: Arc<Semaphore>,
+    limits: GroupCommit,
+) {
     let hasher = RandomState::new();
     // Jobs taken from the queue but left for a later commit, oldest first.
     let mut deferred: VecDeque<Job> = VecDeque::new();
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
+        // A job first, then a slot: an idle committer holds no slot, so the
+        // fast path finds every slot free.
         let first = match deferred.pop_front() {
             Some(job) => job,
             None => match queue.recv().await {
                 Some(job) => job,
                 None => return,
             },
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
         let mut messages = first.acceptance.messages.len();
         // Hashes of the batch's keys: a collision only defers a request.
