@@ -340,34 +340,15 @@ impl TestApp {
         let mut child = Self::command(&options, dir.path())
             .spawn()
             .expect("spawn orchestrator");
-        let stdout = child.stdout.take().expect("piped stdout");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sink = logs.clone();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "listening"
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send((
-                        v["api_addr"].as_str().unwrap_or_default().to_owned(),
-                        v["admin_addr"].as_str().unwrap_or_default().to_owned(),
-                    ));
-                }
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        let started = tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .expect("orchestrator did not report its address within 30 s");
-        let Ok((api, admin)) = started else {
+        let Some(line) = listening_line(&mut child, logs.clone(), None, "orchestrator").await
+        else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let lines = logs.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
             panic!("orchestrator exited before listening:\n{lines}");
         };
+        let addr = |field: &str| line[field].as_str().unwrap_or_default().to_owned();
+        let (api, admin) = (addr("api_addr"), addr("admin_addr"));
         Self {
             api: format!("http://{api}"),
             admin: format!("http://{admin}"),
@@ -925,4 +906,42 @@ pub fn new_messages(
         })
         .collect();
     (messages, outbox)
+}
+
+/// Reads a child's stdout (piped) line by line into `logs`, keeping at
+/// least the last `keep` lines when set (`Some(0)`: none; a request log
+/// line per request adds up), and returns the first line whose JSON has
+/// `"message":"listening"`, or `None` when the child closed its stdout
+/// first. Panics after 30 s without either.
+pub async fn listening_line(
+    child: &mut Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    keep: Option<usize>,
+    what: &str,
+) -> Option<Value> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(v);
+            }
+            let mut logs = logs.lock().unwrap_or_else(|p| p.into_inner());
+            match keep {
+                Some(0) => continue,
+                Some(keep) if logs.len() >= 2 * keep => drop(logs.drain(..keep)),
+                _ => {}
+            }
+            logs.push(line);
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not report its address within 30 s"))
+        .ok()
 }

@@ -353,27 +353,11 @@ impl Mirror {
     }
 }
 
-/// Reads a child's stdout until its `listening` line, then drains it.
+/// Waits for a child's `listening` line; its other lines are drained.
 async fn listening(child: &mut tokio::process::Child, what: &str) -> Value {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "listening"
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(30), rx)
+    crate::listening_line(child, Arc::default(), Some(0), what)
         .await
-        .unwrap_or_else(|_| panic!("{what} did not report its address within 30 s"))
-        .unwrap_or_else(|_| panic!("{what} exited before listening"))
+        .unwrap_or_else(|| panic!("{what} exited before listening"))
 }
 
 /// One event read from the stream.

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::{PrivateNats, SECRET, SHADOW_SECRET, TestDatabase, eventually, http_client, sample};
@@ -33,32 +32,11 @@ impl Service {
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
         let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = logs.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "listening"
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(v);
-                }
-                let mut logs = sink.lock().unwrap_or_else(|p| p.into_inner());
-                // Keep the last lines only: a request log line per request.
-                if logs.len() > 2000 {
-                    logs.drain(..1000);
-                }
-                logs.push(line);
-            }
-        });
-        let listening = tokio::time::timeout(Duration::from_secs(30), rx)
+        // Keep the last lines only: a request log line per request.
+        let listening = crate::listening_line(&mut child, logs.clone(), Some(1000), name)
             .await
-            .unwrap_or_else(|_| panic!("{name} did not report its address within 30 s"))
-            .unwrap_or_else(|_| panic!("{name} exited before listening"));
+            .unwrap_or_else(|| panic!("{name} exited before listening"));
         Service {
             child,
             listening,

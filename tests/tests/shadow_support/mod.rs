@@ -22,28 +22,11 @@ use tokio::process::{Child, Command};
 /// Key of the diff log's HMAC in these tests.
 pub const REDACTION_KEY: &str = "shadow-tests-redaction-key";
 
-/// Reads a child's stdout lines into `sink`; returns the first line whose
-/// JSON has `"message":"listening"`.
+/// Reads a child's stdout lines into `sink`; returns its listening line.
 async fn listening_line(child: &mut Child, sink: Arc<Mutex<Vec<String>>>, what: &str) -> Value {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "listening"
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(v);
-            }
-            sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(30), rx)
+    integration_tests::listening_line(child, sink, None, what)
         .await
-        .unwrap_or_else(|_| panic!("{what} did not report its address within 30 s"))
-        .unwrap_or_else(|_| panic!("{what} exited before listening"))
+        .unwrap_or_else(|| panic!("{what} exited before listening"))
 }
 
 /// A running legacy gateway simulator.
