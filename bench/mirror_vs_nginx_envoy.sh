@@ -19,6 +19,11 @@
 #   3. slow shadow (bench/slow_upstream.py --delay 1): primary p99 through
 #      mirror-proxy with every request mirrored to the 1 s shadow vs
 #      --sample-percent 0, alternating, wrk -c16. Goal: ratio <= 1.1.
+#      Then the same at a fixed rate below saturation (loadgen --rate
+#      RATE3, default 4000/s, 64 connections, latency from the scheduled
+#      instant): closed-loop wrk saturates the box, and at saturation any
+#      extra runnable thread shows in the primary's p99; the fixed rate
+#      separates the tee's own cost from the scheduler's.
 #      Then nginx mirror against the same shadow (it waits for it).
 #   4. memory: VmHWM of mirror-proxy after the throughput rounds (goal
 #      < 64 MiB), then a fresh one in front of a shadow that accepts and
@@ -66,8 +71,10 @@ if ! have envoy; then
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 
-cargo build --release -q -p mirror-proxy
+cargo build --release -q -p mirror-proxy -p loadgen --bin mirror-proxy --bin loadgen
 MP=$CARGO_TARGET_DIR/release/mirror-proxy
+LOADGEN=$CARGO_TARGET_DIR/release/loadgen
+RATE3=${RATE3:-4000}
 
 # --- ports, work directory, cleanup ----------------------------------------
 P_PRIMARY=$((B+1)) P_SHADOW=$((B+2)) P_SLOW=$((B+3)) P_STALL=$((B+4))
@@ -446,6 +453,31 @@ echo
 echo "| ratio | min | median | max |"
 echo "|---|---:|---:|---:|"
 stats "p99 with 1 s shadow / p99 without shadow traffic (goal ≤ 1.1)" "${slow_ratio[@]}"
+# The same comparison at a fixed rate (open loop) below saturation.
+fixed() { # PORT → "p50_ms p99_ms errors late_p99_ms"
+  "$LOADGEN" --url "http://127.0.0.1:$1" --secret bench-fixed-rate --tenant bench-tenant --json \
+    --clients 64 --rate "$RATE3" --duration "${SECS}s" --label "fixed-$1" | tail -1 |
+    python3 -c 'import json, sys; j = json.load(sys.stdin); print("%.3f %.3f %d %.3f" % (j["p50_ms"], j["p99_ms"], j["errors"], j.get("late_p99_ms", 0)))'
+}
+echo
+echo "Fixed rate, loadgen --rate $RATE3 --clients 64 -d${SECS}s (latency from the scheduled instant):"
+echo
+echo "| round | 0 % p50 ms | 0 % p99 ms | 100 % p50 ms | 100 % p99 ms | p99 ratio | errors | harness late p99 ms (0 % / 100 %) | load |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+fixed_ratio=()
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then
+    read -r n50 n99 nerr nlate < <(fixed $P_MP_NONE); read -r s50 s99 serr slate < <(fixed $P_MP_SLOW)
+  else
+    read -r s50 s99 serr slate < <(fixed $P_MP_SLOW); read -r n50 n99 nerr nlate < <(fixed $P_MP_NONE)
+  fi
+  fixed_ratio+=("$(ratio "$s99" "$n99")")
+  echo "| $r | $n50 | $n99 | $s50 | $s99 | ${fixed_ratio[-1]} | $((nerr + serr)) | $nlate / $slate | $(cut -d' ' -f1 /proc/loadavg) |"
+done
+echo
+echo "| ratio | min | median | max |"
+echo "|---|---:|---:|---:|"
+stats "fixed rate: p99 with 1 s shadow / p99 without shadow traffic (goal ≤ 1.1)" "${fixed_ratio[@]}"
 echo
 echo "mirror-proxy with the 1 s shadow: $(metric $((P_MP_SLOW+90)) 'mirror_mirrored_total') copies sent, \
 $(metric $((P_MP_SLOW+90)) 'mirror_dropped_total{reason="in-flight-full"}') dropped (in-flight-full, cap 100), \
