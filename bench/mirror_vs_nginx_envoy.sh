@@ -71,7 +71,10 @@ if ! have envoy; then
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 
-cargo build --release -q -p mirror-proxy -p loadgen --bin mirror-proxy --bin loadgen
+cargo build --release -q -p mirror-proxy
+# loadgen with the package set of bench/lib.sh's build (cargo unifies
+# features over the packages named: the same set reuses that build).
+cargo build --release -q -p orchestrator -p loadgen -p integration-tests --bin loadgen
 MP=$CARGO_TARGET_DIR/release/mirror-proxy
 LOADGEN=$CARGO_TARGET_DIR/release/loadgen
 RATE3=${RATE3:-4000}
