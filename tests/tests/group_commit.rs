@@ -63,6 +63,15 @@ async fn accept_all(store: &PgStore, batch: &[Arc<Acceptance>]) -> Vec<AcceptOut
         .collect()
 }
 
+fn assert_all_accepted(outcomes: &[AcceptOutcome]) {
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, AcceptOutcome::Accepted)),
+        "{outcomes:?}"
+    );
+}
+
 /// How many transactions wrote the message rows (each row's `xmin`).
 async fn commits(db: &TestDatabase) -> i64 {
     let pool = db.pool().await;
@@ -97,12 +106,7 @@ async fn concurrent_requests_share_commits_and_each_gets_its_own_rows() {
         })
         .collect();
     let outcomes = accept_all(&store, &batch).await;
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, AcceptOutcome::Accepted)),
-        "{outcomes:?}"
-    );
+    assert_all_accepted(&outcomes);
     let expected: i64 = batch.iter().map(|a| a.messages.len() as i64).sum();
     assert_eq!(count(&db, "messages").await, expected);
     // One row per message and one per key: the message row is its own
@@ -299,12 +303,7 @@ async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_c
         .map(|i| acceptance(Some(&format!("burst-{i}")), "fp", 1))
         .collect();
     let outcomes = accept_all(&store, &burst).await;
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, AcceptOutcome::Accepted)),
-        "{outcomes:?}"
-    );
+    assert_all_accepted(&outcomes);
     assert_eq!(count(&db, "messages").await, 35);
     let burst_commits = commits(&db).await - 5;
     assert!(

@@ -91,15 +91,14 @@ impl Committer {
         acceptance: Arc<Acceptance>,
     ) -> Result<AcceptOutcome, StoreError> {
         // The fast path: nobody queued (so nobody overtaken) and a slot free.
-        // Jobs the committer task deferred are not in the channel; one of
-        // them may wait for the next free slot behind this request, as it
-        // would behind any commit.
+        // A slot released while the committer task waits for one goes to
+        // the task (the semaphore serves waiters first); jobs it deferred
+        // are not in the channel, and one of them may wait for the next
+        // free slot behind this request, as it would behind any commit.
         if self.jobs.capacity() == self.jobs.max_capacity()
-            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+            && let Ok(_slot) = self.slots.try_acquire()
         {
-            let outcome = self.direct.accept_alone(&acceptance).await;
-            drop(slot);
-            return outcome;
+            return self.direct.accept_alone(&acceptance).await;
         }
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Other(anyhow::anyhow!("the committer task has stopped"));
