@@ -22,9 +22,16 @@ ADMIN=http://127.0.0.1:19190
 ORCH=
 PGBENCH=$(ls /usr/lib/postgresql/*/bin/pgbench | sort -V | tail -1)
 
+# Every bench builds this one package set: cargo unifies features over the
+# packages named, so another set would rebuild the shared dependencies
+# (10-25 min on 2 cores). mirror-proxy is in it so the soak and the mirror
+# bench reuse the build too.
+RELEASE_SET="-p orchestrator -p loadgen -p integration-tests -p mirror-proxy"
+# BUILD_PROFILE=dev builds the debug binaries instead (then set BIN).
 build_release() {
-  cargo build --release -q -p orchestrator -p loadgen -p integration-tests \
-    --bin orchestrator --bin loadgen --bin sweep-test-state
+  # shellcheck disable=SC2086
+  cargo build --profile "${BUILD_PROFILE:-release}" -q $RELEASE_SET --bin orchestrator --bin loadgen \
+    --bin sweep-test-state --bin mirror-proxy --bin legacy-gateway
 }
 
 bench_cleanup() {

@@ -71,10 +71,10 @@ if ! have envoy; then
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 
-cargo build --release -q -p mirror-proxy
-# loadgen with the package set of bench/lib.sh's build (cargo unifies
-# features over the packages named: the same set reuses that build).
-cargo build --release -q -p orchestrator -p loadgen -p integration-tests --bin loadgen
+# The package set of bench/lib.sh's build (cargo unifies features over the
+# packages named: the same set reuses that build).
+# shellcheck disable=SC2046
+cargo build --release -q $(sed -n 's/^RELEASE_SET="\(.*\)"$/\1/p' bench/lib.sh) --bin mirror-proxy --bin loadgen
 MP=$CARGO_TARGET_DIR/release/mirror-proxy
 LOADGEN=$CARGO_TARGET_DIR/release/loadgen
 RATE3=${RATE3:-4000}
@@ -442,13 +442,14 @@ echo "## 3. Shadow answering after 1 s, wrk -t1 -c16 -d${SECS}s: mirror-proxy --
 echo
 echo "| round | 0 % req/s | 0 % p50 ms | 0 % p99 ms | 100 % req/s | 100 % p50 ms | 100 % p99 ms | p99 ratio | load |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+# in_turn ROUND A B: runs A then B in odd rounds, B then A in even ones (so
+# neither leg always runs on the warmer machine).
+in_turn() { if [ $(($1 % 2)) = 1 ]; then "$2"; "$3"; else "$3"; "$2"; fi; }
+closed_none() { read -r nrps n50 n99 _ _ < <(load $P_MP_NONE 16 "$SECS"); }
+closed_slow() { read -r srps s50 s99 _ _ < <(load $P_MP_SLOW 16 "$SECS"); }
 slow_ratio=()
 for r in $(seq 1 "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then
-    read -r nrps n50 n99 _ _ < <(load $P_MP_NONE 16 "$SECS"); read -r srps s50 s99 _ _ < <(load $P_MP_SLOW 16 "$SECS")
-  else
-    read -r srps s50 s99 _ _ < <(load $P_MP_SLOW 16 "$SECS"); read -r nrps n50 n99 _ _ < <(load $P_MP_NONE 16 "$SECS")
-  fi
+  in_turn "$r" closed_none closed_slow
   slow_ratio+=("$(ratio "$s99" "$n99")")
   echo "| $r | $nrps | $n50 | $n99 | $srps | $s50 | $s99 | ${slow_ratio[-1]} | $(cut -d' ' -f1 /proc/loadavg) |"
 done
@@ -467,13 +468,11 @@ echo "Fixed rate, loadgen --rate $RATE3 --clients 64 -d${SECS}s (latency from th
 echo
 echo "| round | 0 % p50 ms | 0 % p99 ms | 100 % p50 ms | 100 % p99 ms | p99 ratio | errors | harness late p99 ms (0 % / 100 %) | load |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+fixed_none() { read -r n50 n99 nerr nlate < <(fixed $P_MP_NONE); }
+fixed_slow() { read -r s50 s99 serr slate < <(fixed $P_MP_SLOW); }
 fixed_ratio=()
 for r in $(seq 1 "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then
-    read -r n50 n99 nerr nlate < <(fixed $P_MP_NONE); read -r s50 s99 serr slate < <(fixed $P_MP_SLOW)
-  else
-    read -r s50 s99 serr slate < <(fixed $P_MP_SLOW); read -r n50 n99 nerr nlate < <(fixed $P_MP_NONE)
-  fi
+  in_turn "$r" fixed_none fixed_slow
   fixed_ratio+=("$(ratio "$s99" "$n99")")
   echo "| $r | $n50 | $n99 | $s50 | $s99 | ${fixed_ratio[-1]} | $((nerr + serr)) | $nlate / $slate | $(cut -d' ' -f1 /proc/loadavg) |"
 done

@@ -11,6 +11,11 @@
 #
 #   bench/soak.sh [SECONDS=600 per leg]
 #
+# SOAK_LEGS picks the legs ("direct mirror", the default; "mirror" alone
+# for a long proxy run). SOAK_KEEP=DIR keeps each leg's samples there
+# (LEG.samples, columns as in `sample` below) for plotting or a rerun of
+# the figures.
+#
 # SOAK_PROFILE=debug runs the debug binaries (a smoke run of the script
 # itself; its figures are not the product's).
 #
@@ -28,14 +33,9 @@ export ORCH_ARGS="--shadow-secret $SHADOW_SECRET ${ORCH_ARGS:-}"
 PROFILE=${SOAK_PROFILE:-release}
 if [ "$PROFILE" = debug ]; then
   BIN=$CARGO_TARGET_DIR/debug
-  build_release() {
-    cargo build -q -p orchestrator -p loadgen -p integration-tests \
-      --bin orchestrator --bin loadgen --bin sweep-test-state
-  }
+  BUILD_PROFILE=dev
 fi
 start_orchestrator 16
-cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo release)" -q \
-  -p mirror-proxy -p integration-tests --bin mirror-proxy --bin legacy-gateway
 SAMPLES=/tmp/soak-samples-$$
 LEGACY= MIRROR=
 soak_cleanup() {
@@ -50,15 +50,18 @@ mkdir -p "$SAMPLES"
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 pg_conns() { psql -Atq "$PG/$DB" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$DB'"; }
+# The proxy's id-correlation map (bounded by correlation.max_entries,
+# default 100 000): the one structure that grows with traffic.
+id_pairs() { curl -sf http://127.0.0.1:19194/metrics | awk '/^mirror_id_pairs / {v = $2} END {print v + 0}'; }
 outbox_age() { curl -sf "$ADMIN/metrics" | awk '/^orchestrator_outbox_oldest_age_seconds / {print $2}'; }
 
 # sample LEG PID...: every 10 s until the loadgen of the leg ends, one line
-# "t orch_rss orch_fds pg_conns outbox_age [proxy_rss proxy_fds]".
+# "t orch_rss orch_fds pg_conns outbox_age [proxy_rss proxy_fds id_pairs]".
 sample() {
   local leg=$1 orch=$2 proxy=${3:-} t=0
   while [ -e "$SAMPLES/$leg.running" ]; do
     line="$t $(rss_mib "$orch") $(fds "$orch") $(pg_conns) $(outbox_age)"
-    [ -n "$proxy" ] && line="$line $(rss_mib "$proxy") $(fds "$proxy")"
+    [ -n "$proxy" ] && line="$line $(rss_mib "$proxy") $(fds "$proxy") $(id_pairs)"
     echo "$line" >>"$SAMPLES/$leg.samples"
     sleep 10; t=$((t + 10))
   done
@@ -77,7 +80,7 @@ def slope(xs, ys):
 t = [r[0] for r in rows]
 cols = {"orchestrator RSS MiB": 1, "orchestrator fds": 2, "Postgres connections": 3, "outbox oldest age s": 4}
 if len(rows[0]) > 5:
-    cols.update({"mirror-proxy RSS MiB": 5, "mirror-proxy fds": 6})
+    cols.update({"mirror-proxy RSS MiB": 5, "mirror-proxy fds": 6, "mirror-proxy id pairs": 7})
 print(f"\n{leg}: {run['ok']} ok, {run['errors']} errors, {run['rps']:.0f} req/s, "
       f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms, max {run['max_ms']:.1f} ms; {len(rows)} samples every 10 s\n")
 print("| series | first | last | min | max | slope per minute |\n|---|---:|---:|---:|---:|---:|")
@@ -88,7 +91,12 @@ for name, i in cols.items():
     print(f"| {name} | {ys[0]:g} | {ys[-1]:g} | {min(ys):g} | {max(ys):g} | {slope(t, ys) * 60:+.3f} |")
 half = rows[len(rows) // 2:]
 if len(half) > 2:
-    print(f"\norchestrator RSS slope over the second half: {slope([r[0] for r in half], [r[1] for r in half]) * 60:+.3f} MiB/min")
+    print()
+    for name in ("orchestrator RSS MiB", "mirror-proxy RSS MiB"):
+        if name in cols:
+            i = cols[name]
+            print(f"{name.split()[0]} RSS slope over the second half: "
+                  f"{slope([r[0] for r in half], [r[i] for r in half]) * 60:+.3f} MiB/min")
 PY
 }
 
@@ -102,6 +110,7 @@ leg() {
         --mode send --clients "$CONNS" --rate "$rate" --duration "${SECS}s" --label "$name" | tail -1)
   rm -f "$SAMPLES/$name.running"
   wait "$sampler"
+  if [ -n "${SOAK_KEEP:-}" ]; then mkdir -p "$SOAK_KEEP" && cp "$SAMPLES/$name.samples" "$SOAK_KEEP/"; fi
   report "$name" "$j"
   [ "$(field "$j" errors 0)" = 0 ] || { echo "$name: loadgen counted errors" >&2; exit 1; }
 }
@@ -110,7 +119,9 @@ peak=$(field "$(loadgen_json --mode send --clients 16 --duration 10s)" rps 0)
 half=$(python3 -c "print(int($peak/2))")
 printf '%s build; orchestrator send peak %s req/s (closed loop, 16 clients); soak at %s req/s, %s connections, %s s per leg\n' \
   "$PROFILE" "$peak" "$half" "$CONNS" "$SECS"
-leg direct "$API" "$half"
+LEGS=${SOAK_LEGS:-direct mirror}
+case " $LEGS " in *" direct "*) leg direct "$API" "$half" ;; esac
+case " $LEGS " in *" mirror "*) ;; *) exit 0 ;; esac
 
 # The mirror leg: legacy gateway simulator as primary, the orchestrator as
 # shadow, every request mirrored.
