@@ -53,21 +53,36 @@ fn host(app: &TestApp) -> String {
 
 /// Runs `batch` twice to warm up (allocator caches, pools, buffers grow to
 /// their working size), then again between two RSS samples, and asserts
-/// the last run grew the process by less than the limit: flat once warm.
+/// the run grew the process by less than the limit: flat once warm.
+///
+/// Warm-up is not always over after two batches: mimalloc keeps a heap per
+/// thread, and a batch that first lands on a runtime worker which has not
+/// served one yet grows that worker's heap once (seen on a loaded CI
+/// machine: +19 MiB on the third batch). So a batch over the limit counts
+/// as warm-up, up to `ATTEMPTS` times; a leak of the limit or more per
+/// batch fails every attempt.
 async fn without_memory_growth<F, Fut>(app: &TestApp, what: &str, mut batch: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    const ATTEMPTS: usize = 4;
     batch().await;
     batch().await;
-    let before = settled_rss_kib(pid(app)).await;
-    batch().await;
-    let after = settled_rss_kib(pid(app)).await;
-    eprintln!("{what}: RSS {before} KiB before, {after} KiB after");
-    assert!(
-        after < before + RSS_GROWTH_LIMIT_KIB,
-        "{what}: RSS grew from {before} KiB to {after} KiB"
+    let mut seen = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let before = settled_rss_kib(pid(app)).await;
+        batch().await;
+        let after = settled_rss_kib(pid(app)).await;
+        eprintln!("{what}: RSS {before} KiB before, {after} KiB after");
+        if after < before + RSS_GROWTH_LIMIT_KIB {
+            return;
+        }
+        seen.push(format!("{before} -> {after}"));
+    }
+    panic!(
+        "{what}: every batch grew RSS by {RSS_GROWTH_LIMIT_KIB} KiB or more (KiB: {})",
+        seen.join(", ")
     );
 }
 
