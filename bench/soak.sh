@@ -83,20 +83,18 @@ if len(rows[0]) > 5:
     cols.update({"mirror-proxy RSS MiB": 5, "mirror-proxy fds": 6, "mirror-proxy id pairs": 7})
 print(f"\n{leg}: {run['ok']} ok, {run['errors']} errors, {run['rps']:.0f} req/s, "
       f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms, max {run['max_ms']:.1f} ms; {len(rows)} samples every 10 s\n")
-print("| series | first | last | min | max | slope per minute |\n|---|---:|---:|---:|---:|---:|")
+# Slopes over the second half too: the first minutes include warm-up
+# (allocator arenas, pool connections, the proxy's id map filling) that is
+# not growth.
+half = rows[len(rows) // 2:]
+print("| series | first | last | min | max | slope per minute | second half: slope per minute (min–max) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for name, i in cols.items():
     ys = [r[i] for r in rows]
-    # RSS slope over the second half too: the first minutes include warm-up
-    # (allocator arenas, pool connections) that is not growth.
-    print(f"| {name} | {ys[0]:g} | {ys[-1]:g} | {min(ys):g} | {max(ys):g} | {slope(t, ys) * 60:+.3f} |")
-half = rows[len(rows) // 2:]
-if len(half) > 2:
-    print()
-    for name in ("orchestrator RSS MiB", "mirror-proxy RSS MiB"):
-        if name in cols:
-            i = cols[name]
-            print(f"{name.split()[0]} RSS slope over the second half: "
-                  f"{slope([r[0] for r in half], [r[i] for r in half]) * 60:+.3f} MiB/min")
+    hs = [r[i] for r in half]
+    late = (f"{slope([r[0] for r in half], hs) * 60:+.3f} ({min(hs):g}–{max(hs):g})"
+            if len(half) > 2 else "")
+    print(f"| {name} | {ys[0]:g} | {ys[-1]:g} | {min(ys):g} | {max(ys):g} | {slope(t, ys) * 60:+.3f} | {late} |")
 PY
 }
 
