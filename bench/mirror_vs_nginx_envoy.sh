@@ -459,7 +459,7 @@ echo "|---|---:|---:|---:|"
 stats "p99 with 1 s shadow / p99 without shadow traffic (goal ≤ 1.1)" "${slow_ratio[@]}"
 # The same comparison at a fixed rate (open loop) below saturation.
 fixed() { # PORT → "p50_ms p99_ms errors late_p99_ms"
-  "$LOADGEN" --url "http://127.0.0.1:$1" --secret bench-fixed-rate --tenant bench-tenant --json \
+  "$LOADGEN" --url "http://127.0.0.1:$1" --secret bench-fixed-rate-secret-0123456789abcdef --tenant bench-tenant --json \
     --clients 64 --rate "$RATE3" --duration "${SECS}s" --label "fixed-$1" | tail -1 |
     python3 -c 'import json, sys; j = json.load(sys.stdin); print("%.3f %.3f %d %.3f" % (j["p50_ms"], j["p99_ms"], j["errors"], j.get("late_p99_ms", 0)))'
 }

@@ -68,6 +68,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     2.5,
 ];
 
+/// Requests per group commit: 1 to `DATABASE_GROUP_COMMIT`'s default 64.
+const COMMIT_REQUEST_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// Source of "now" for the alias cut-off; tests inject their own.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -100,6 +103,8 @@ pub struct Metrics {
     pub dependency_up: IntGaugeVec,
     pub redis_fallback: IntCounter,
     pub contract_violations: IntCounter,
+    /// Requests written by one Postgres commit of the accept path.
+    pub commit_requests: prometheus::Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -262,6 +267,18 @@ impl Metrics {
             ),
             dependency_up,
             redis_fallback,
+            commit_requests: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "orchestrator_db_commit_requests",
+                        "Requests written by one Postgres commit of the accept path (group commit; 1 = alone).",
+                    )
+                    .buckets(COMMIT_REQUEST_BUCKETS.to_vec()),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             registry: r,
             alias_until,
             clock,

@@ -78,7 +78,7 @@ pub async fn build_with_clock(
         .check_responses
         .then(crate::conformance::Conformance::embedded)
         .transpose()?;
-    let store = Store::connect(&config.database)
+    let store = Store::connect(&config.database, Some(metrics.commit_requests.clone()))
         .await
         .map_err(|e| e.context("database (DATABASE_URL)"))?;
     let cache = IdempotencyCache::connect(&config.redis, metrics.clone())

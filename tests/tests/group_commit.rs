@@ -49,6 +49,7 @@ async fn store(db: &TestDatabase, max_requests: usize) -> PgStore {
             max_requests,
             max_messages: 1000,
             concurrency: 1,
+            sizes: None,
         },
     )
     .await
@@ -286,7 +287,21 @@ async fn without_group_commit_each_request_commits_alone_with_the_same_answers()
 #[tokio::test]
 async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_commits() {
     let db = TestDatabase::create().await;
-    let store = store(&db, 64).await;
+    // The product's histogram, as startup hands it to the store.
+    let metrics = orchestrator::metrics::Metrics::new(None, orchestrator::metrics::system_clock());
+    let sizes = metrics.commit_requests.clone();
+    let store = PgStore::connect(
+        db.url.parse().expect("database URL"),
+        8,
+        GroupCommit {
+            max_requests: 64,
+            max_messages: 1000,
+            concurrency: 1,
+            sizes: Some(sizes.clone()),
+        },
+    )
+    .await
+    .expect("store connects and migrates");
     // One at a time: each finds the slot free and nobody queued, and
     // commits alone, at once.
     for i in 0..5 {
@@ -297,6 +312,8 @@ async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_c
         assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
     }
     assert_eq!(commits(&db).await, 5, "one commit per lone request");
+    assert_eq!(sizes.get_sample_count(), 5, "each lone commit observed");
+    assert_eq!(sizes.get_sample_sum(), 5.0, "one request each");
     // Then a burst of 30: the first takes the free slot alone, the others
     // queue behind it and share the next commit(s).
     let burst: Vec<_> = (0..30)
@@ -309,5 +326,16 @@ async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_c
     assert!(
         (2..=4).contains(&burst_commits),
         "30 requests behind one slot took {burst_commits} commits"
+    );
+    // orchestrator_db_commit_requests saw the same commits and requests.
+    assert_eq!(sizes.get_sample_count(), 5 + burst_commits as u64);
+    assert_eq!(sizes.get_sample_sum(), 35.0);
+    let text = String::from_utf8(metrics.render()).expect("utf-8");
+    assert!(
+        text.contains(&format!(
+            "orchestrator_db_commit_requests_count {}",
+            5 + burst_commits
+        )),
+        "{text}"
     );
 }

@@ -313,6 +313,7 @@ async fn a_postgres_database_with_a_separate_outbox_migrates_onto_the_messages()
             max_requests: 1,
             max_messages: 1000,
             concurrency: 1,
+            sizes: None,
         },
     )
     .await

@@ -46,6 +46,7 @@ async fn relay_batches_do_not_scan_the_grown_tables() {
             max_requests: 1,
             max_messages: 1000,
             concurrency: 1,
+            sizes: None,
         },
     )
     .await
@@ -132,6 +133,7 @@ async fn a_batch_is_published_in_one_statement_and_reads_back_queued() {
             max_requests: 1,
             max_messages: 1000,
             concurrency: 1,
+            sizes: None,
         },
     )
     .await

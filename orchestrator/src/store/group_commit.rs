@@ -35,7 +35,7 @@ use super::postgres::PgStore;
 use super::{AcceptOutcome, Acceptance, StoreError};
 
 /// Limits of one commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct GroupCommit {
     /// Most requests in one commit; 1 turns batching off.
     pub max_requests: usize,
@@ -44,6 +44,8 @@ pub struct GroupCommit {
     pub max_messages: usize,
     /// Commits in flight at once.
     pub concurrency: usize,
+    /// Observes the requests of each commit (`orchestrator_db_commit_requests`).
+    pub sizes: Option<prometheus::Histogram>,
 }
 
 impl Default for GroupCommit {
@@ -52,6 +54,7 @@ impl Default for GroupCommit {
             max_requests: 64,
             max_messages: 1000,
             concurrency: 4,
+            sizes: None,
         }
     }
 }
@@ -71,6 +74,7 @@ pub(super) struct Committer {
     slots: Arc<Semaphore>,
     /// The store without a committer: commits directly.
     direct: Arc<PgStore>,
+    sizes: Option<prometheus::Histogram>,
 }
 
 impl Committer {
@@ -78,11 +82,13 @@ impl Committer {
     pub(super) fn start(store: PgStore, limits: GroupCommit) -> Self {
         let (jobs, queue) = mpsc::channel(4096);
         let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+        let sizes = limits.sizes.clone();
         tokio::spawn(run(store.clone(), queue, slots.clone(), limits));
         Self {
             jobs,
             slots,
             direct: Arc::new(store),
+            sizes,
         }
     }
 
@@ -98,6 +104,9 @@ impl Committer {
         if self.jobs.capacity() == self.jobs.max_capacity()
             && let Ok(_slot) = self.slots.try_acquire()
         {
+            if let Some(sizes) = &self.sizes {
+                sizes.observe(1.0);
+            }
             return self.direct.accept_alone(&acceptance).await;
         }
         let (reply, answer) = oneshot::channel();
@@ -157,6 +166,9 @@ async fn run(
         }
         for job in later.into_iter().rev() {
             deferred.push_front(job);
+        }
+        if let Some(sizes) = &limits.sizes {
+            sizes.observe(batch.len() as f64);
         }
         let store = store.clone();
         tokio::spawn(async move {

@@ -264,8 +264,12 @@ macro_rules! dispatch {
 }
 
 impl Store {
-    /// Connects and applies migrations.
-    pub async fn connect(config: &crate::config::DatabaseConfig) -> anyhow::Result<Self> {
+    /// Connects and applies migrations. `commit_sizes` observes the
+    /// requests of each Postgres group commit.
+    pub async fn connect(
+        config: &crate::config::DatabaseConfig,
+        commit_sizes: Option<prometheus::Histogram>,
+    ) -> anyhow::Result<Self> {
         if config.is_postgres() {
             Ok(Self::Postgres(
                 PgStore::connect(
@@ -274,6 +278,7 @@ impl Store {
                     GroupCommit {
                         max_requests: config.group_commit,
                         concurrency: config.commit_concurrency,
+                        sizes: commit_sizes,
                         ..GroupCommit::default()
                     },
                 )
