@@ -144,24 +144,28 @@ print(f"{q(0.5):.2f} {q(0.99):.2f} {lat[-1]:.2f}")'
 wal_lsn() { psql -Atq "$PG/$DB" -c "SELECT pg_current_wal_lsn()"; }
 wal_bytes() { psql -Atq "$PG/$DB" -c "SELECT pg_wal_lsn_diff('$2', '$1')::bigint"; }
 
-# CPU accounting, to show where a request's cost goes. cpu_snapshot prints
-# "orchestrator postgres redis nats clients" in clock ticks (1/100 s): live
+# CPU accounting, to show where a request's cost goes. `cpu_snapshot VAR`
+# sets VAR to "orchestrator postgres redis nats clients" in clock ticks
+# (1/100 s): live
 # processes' utime+stime, plus, for Postgres, what the postmaster has reaped
 # from exited backends (pgbench's connections end with each run), and for
 # the load generators (loadgen, pgbench: children of this shell) bash's
-# `times`.
+# `times`. It sets a variable rather than printing, because `$(cpu_snapshot)`
+# would run `times` in a subshell, which has no children of its own: the
+# load generator's column read ~0 (and went negative) until 2026-12-01.
 cpu_of() { awk '{s=$14+$15} END {print s+0}' "$@" 2>/dev/null || echo 0; }
 cpu_snapshot() {
   local o p r n c postmaster
+  # $1 is the caller's variable, set at the end.
   o=$(cpu_of "/proc/$ORCH/stat")
   postmaster=$(pgrep -o -x postgres)
   p=$(( $(for pid in $(pgrep -x postgres); do cpu_of "/proc/$pid/stat"; done | paste -sd+ | bc) \
       + $(awk '{print $16+$17}' "/proc/$postmaster/stat") ))
   r=$(cpu_of "/proc/$(pgrep -o -x redis-server)/stat")
   n=$(cpu_of "/proc/$(pgrep -o -x nats-server)/stat")
-  times >"/tmp/bench-times-$$"   # not in a pipe: a subshell has no children
+  times >"/tmp/bench-times-$$"   # in this shell: the load generators are its children
   c=$(awk 'NR==2 {gsub(/[ms]/," "); split($0,a," "); print int((a[1]*60+a[2]+a[3]*60+a[4])*100)}' "/tmp/bench-times-$$")
-  echo "$o $p $r $n $c"
+  printf -v "$1" '%s' "$o $p $r $n $c"
 }
 # cpu_per_request BEFORE AFTER REQUESTS: CPU µs per request for each part.
 cpu_per_request() {
@@ -170,6 +174,7 @@ import sys
 before, after, n = sys.argv[1].split(), sys.argv[2].split(), float(sys.argv[3])
 names = ["orchestrator", "postgres", "redis", "nats", "load generator"]
 parts = [(int(a) - int(b)) * 10_000 / n for a, b in zip(after, before)]
-print(" | ".join(f"{name} {us:.0f}" for name, us in zip(names, parts)) + f" | total {sum(parts):.0f}")
+# The goal is server CPU per request: the total leaves the load generator out.
+print(" | ".join(f"{name} {us:.0f}" for name, us in zip(names, parts)) + f" | server total {sum(parts[:4]):.0f}")
 PY
 }

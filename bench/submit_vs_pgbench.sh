@@ -28,19 +28,19 @@ accept_commits() { curl -sf "$ADMIN/metrics" | awk '/^orchestrator_db_commit_req
 ratios=(); ratios_c=()
 printf '| round | A: pgbench single-row INSERT TPS | B: orchestrator req/s | C: pgbench accept statement TPS | B/A | B/C |\n|---|---:|---:|---:|---:|---:|\n'
 for r in $(seq 1 "$ROUNDS"); do
-  c0=$(cpu_snapshot)
+  cpu_snapshot c0
   pgbench_run "$CLIENTS" "$SECS" >"/tmp/bench-pgbench-$$"; read -r a a_n <"/tmp/bench-pgbench-$$"
   x1=$(db_commits); read -r s1 n1 <<<"$(accept_commits)"
-  c1=$(cpu_snapshot)
+  cpu_snapshot c1
   j=$(loadgen_json --clients "$CLIENTS" --duration "${SECS}s")
-  c2=$(cpu_snapshot)
+  cpu_snapshot c2
   x2=$(db_commits); read -r s2 n2 <<<"$(accept_commits)"
   per_accept_commit+=("$(python3 -c "print(round(($s2 - $s1) / max(1, $n2 - $n1), 2))")")
   # Requests per commit in B: every transaction of the database counts
   # (the relay's and the bookkeeping's too), so it reads low.
   per_commit+=("$(python3 -c "print(round($(field "$j" ok 0) / max(1, $x2 - $x1), 2))")")
   pgbench_run "$CLIENTS" "$SECS" bench/pgbench_accept.sql -D batch=1 >"/tmp/bench-pgbench-$$"; read -r c c_n <"/tmp/bench-pgbench-$$"
-  c3=$(cpu_snapshot)
+  cpu_snapshot c3
   b=$(field "$j" rps)
   ratio=$(python3 -c "print(round($b/$a,3))"); ratios+=("$ratio")
   ratio_c=$(python3 -c "print(round($b/$c,3))"); ratios_c+=("$ratio_c")
