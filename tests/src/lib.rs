@@ -126,6 +126,30 @@ impl TestDatabase {
         }
     }
 
+    /// The product's Postgres store on this database (migrated on connect).
+    pub async fn store(
+        &self,
+        max_connections: u32,
+        limits: orchestrator::store::GroupCommit,
+    ) -> orchestrator::store::PgStore {
+        orchestrator::store::PgStore::connect(
+            self.url.parse().expect("database URL"),
+            max_connections,
+            limits,
+        )
+        .await
+        .expect("store connects and migrates")
+    }
+
+    /// The store with group commit off: each acceptance commits alone.
+    pub async fn store_committing_alone(&self) -> orchestrator::store::PgStore {
+        let limits = orchestrator::store::GroupCommit {
+            max_requests: 1,
+            ..orchestrator::store::GroupCommit::default()
+        };
+        self.store(4, limits).await
+    }
+
     pub async fn pool(&self) -> sqlx::PgPool {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)

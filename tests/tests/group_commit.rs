@@ -41,19 +41,18 @@ fn acceptance(key: Option<&str>, fingerprint: &str, messages: usize) -> Arc<Acce
     })
 }
 
+/// One commit slot, so a burst queues behind it.
+fn limits(max_requests: usize) -> GroupCommit {
+    GroupCommit {
+        max_requests,
+        max_messages: 1000,
+        concurrency: 1,
+        sizes: None,
+    }
+}
+
 async fn store(db: &TestDatabase, max_requests: usize) -> PgStore {
-    PgStore::connect(
-        db.url.parse().expect("database URL"),
-        8,
-        GroupCommit {
-            max_requests,
-            max_messages: 1000,
-            concurrency: 1,
-            sizes: None,
-        },
-    )
-    .await
-    .expect("store connects and migrates")
+    db.store(8, limits(max_requests)).await
 }
 
 async fn accept_all(store: &PgStore, batch: &[Arc<Acceptance>]) -> Vec<AcceptOutcome> {
@@ -290,18 +289,15 @@ async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_c
     // The product's histogram, as startup hands it to the store.
     let metrics = orchestrator::metrics::Metrics::new(None, orchestrator::metrics::system_clock());
     let sizes = metrics.commit_requests.clone();
-    let store = PgStore::connect(
-        db.url.parse().expect("database URL"),
-        8,
-        GroupCommit {
-            max_requests: 64,
-            max_messages: 1000,
-            concurrency: 1,
-            sizes: Some(sizes.clone()),
-        },
-    )
-    .await
-    .expect("store connects and migrates");
+    let store = db
+        .store(
+            8,
+            GroupCommit {
+                sizes: Some(sizes.clone()),
+                ..limits(64)
+            },
+        )
+        .await;
     // One at a time: each finds the slot free and nobody queued, and
     // commits alone, at once.
     for i in 0..5 {

@@ -187,7 +187,6 @@ async fn migrations_up_to(dialect: &str, last: &str) -> sqlx::migrate::Migrator 
 #[tokio::test]
 async fn a_postgres_database_with_a_separate_outbox_migrates_onto_the_messages() {
     use orchestrator::domain::MessageId;
-    use orchestrator::store::{GroupCommit, PgStore};
 
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
@@ -306,18 +305,8 @@ async fn a_postgres_database_with_a_separate_outbox_migrates_onto_the_messages()
     .await
     .unwrap();
 
-    let store = PgStore::connect(
-        db.url.parse().unwrap(),
-        4,
-        GroupCommit {
-            max_requests: 1,
-            max_messages: 1000,
-            concurrency: 1,
-            sizes: None,
-        },
-    )
-    .await
-    .expect("the store migrates the old shape");
+    // Connecting migrates the old shape.
+    let store = db.store_committing_alone().await;
 
     let outbox_table: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('orch.outbox')::text")

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::TestDatabase;
-use orchestrator::store::{Acceptance, GroupCommit, PgStore};
+use orchestrator::store::{Acceptance, PgStore};
 use sqlx::Row;
 
 fn acceptance(messages: usize) -> Arc<Acceptance> {
@@ -39,18 +39,7 @@ async fn relay_round(store: &PgStore, limit: i64) -> usize {
 #[tokio::test]
 async fn relay_batches_do_not_scan_the_grown_tables() {
     let db = TestDatabase::create().await;
-    let store = PgStore::connect(
-        db.url.parse().expect("database URL"),
-        4,
-        GroupCommit {
-            max_requests: 1,
-            max_messages: 1000,
-            concurrency: 1,
-            sizes: None,
-        },
-    )
-    .await
-    .expect("store connects and migrates");
+    let store = db.store_committing_alone().await;
     // An ANALYZE by autovacuum (where it is on) would replace stale plans
     // and hide the regression this test is for.
     sqlx::raw_sql("ALTER TABLE orch.messages SET (autovacuum_enabled = off);")
@@ -126,18 +115,7 @@ async fn relay_batches_do_not_scan_the_grown_tables() {
 async fn a_batch_is_published_in_one_statement_and_reads_back_queued() {
     use orchestrator::store::{MessageStatus, StatusApplied, StatusEvent};
     let db = TestDatabase::create().await;
-    let store = PgStore::connect(
-        db.url.parse().expect("database URL"),
-        4,
-        GroupCommit {
-            max_requests: 1,
-            max_messages: 1000,
-            concurrency: 1,
-            sizes: None,
-        },
-    )
-    .await
-    .expect("store connects and migrates");
+    let store = db.store_committing_alone().await;
     let pool = db.pool().await;
     let accepted = acceptance(5);
     store.accept(accepted.clone()).await.expect("accept");
