@@ -31,7 +31,7 @@
 //! The sink (NATS or the file) and the streams live in [`crate::event_sink`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
@@ -47,6 +47,9 @@ use crate::store::Store;
 /// enough to cover one batch's publishes and their acks ([`ACK_TIMEOUT`]).
 pub const LEASE: Duration = Duration::from_secs(10);
 const BATCH: i64 = 512;
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+const BATCH_ROWS: usize = BATCH as usize;
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -78,6 +81,7 @@ impl Relay {
             spawn_listener(pg.pool().clone(), self.wake.clone(), shutdown.clone());
         }
         let mut failures: u32 = 0;
+        let mut backlog_at: Option<Instant> = None;
         let mut stream_ready = self.sink.nats().is_none();
         loop {
             if shutdown.is_cancelled() {
@@ -98,9 +102,13 @@ impl Relay {
                 }
             }
             match self.pass().await {
-                Ok(0) => {
+                // Less than a full batch: nothing else was claimable when
+                // this round claimed, so wait for the next commit (a commit
+                // during the round has left its wake-up permit) instead of
+                // running a claim that finds nothing.
+                Ok(n) if n < BATCH_ROWS => {
                     failures = 0;
-                    self.update_backlog().await;
+                    self.update_backlog(&mut backlog_at).await;
                     tokio::select! {
                         () = self.wake.notified() => {}
                         () = tokio::time::sleep(SAFETY_POLL) => {}
@@ -126,7 +134,7 @@ impl Relay {
                         );
                         stream_ready = false;
                     }
-                    self.update_backlog().await;
+                    self.update_backlog(&mut backlog_at).await;
                     let delay = delay.max(backoff(failures));
                     self.sleep(delay, &shutdown).await;
                 }
@@ -141,7 +149,16 @@ impl Relay {
         }
     }
 
-    async fn update_backlog(&self) {
+    /// The backlog gauges, read at most every [`BACKLOG_EVERY`]: the count
+    /// walks the partial index of unpublished rows, entries not yet vacuumed
+    /// included, and the relay goes idle hundreds of times a second under
+    /// load (measured before this bound: the count was the largest single
+    /// item of Postgres's CPU on the submit path, bench/RESULTS.md).
+    async fn update_backlog(&self, last: &mut Option<Instant>) {
+        if last.is_some_and(|t| t.elapsed() < BACKLOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
         if let Ok(b) = self.store.outbox_backlog().await {
             self.metrics.outbox_pending.set(b.pending);
             let age = b
@@ -151,8 +168,9 @@ impl Relay {
         }
     }
 
-    /// One claim-publish-mark round. `Ok(n)`: rows published; `Err(retry)`:
-    /// back off before the next round.
+    /// One claim-publish-mark round. `Ok(n)`: rows claimed and settled
+    /// (published, or shadow rows deferred); `Err(retry)`: back off before
+    /// the next round.
     async fn pass(&self) -> Result<usize, Retry> {
         let rows = match self.store.claim_outbox(BATCH, LEASE).await {
             Ok(rows) => rows,
@@ -164,7 +182,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        if rows.len() == usize::try_from(BATCH).unwrap_or(usize::MAX) {
+        if rows.len() == BATCH_ROWS {
             // More is waiting than one relay takes at a time: ask for help.
             if let Store::Postgres(pg) = &self.store {
                 let _ = sqlx::query("SELECT pg_notify($1, '')")
