@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where a 201's server CPU goes: the full send path under a closed loop
+# Where a 201's server CPU goes (#17): the full send path under a closed loop
 # (like submit_vs_pgbench's B leg), sampled system-wide with `perf record`,
 # then the top symbols of the Postgres backends and of the orchestrator,
 # and the database's row and WAL work per 201 (pg_stat_* deltas).
@@ -41,11 +41,25 @@ print(f"per 201: {ins/ok:.2f} rows inserted, {upd/ok:.2f} updated ({hot/ok:.2f} 
       f"{dele/ok:.2f} deleted, {wal/ok:.0f} WAL bytes")
 PY
 
-printf '\nCPU samples by process:\n'
-perf report -i /tmp/bench-profile.data --stdio --no-children --sort comm 2>/dev/null \
-  | grep -E '^ +[0-9]' | head -12
-for comm in postgres orchestrator; do
-  printf '\n%s, top %s symbols (self):\n' "$comm" "$TOP"
-  perf report -i /tmp/bench-profile.data --stdio --no-children --comms "$comm" \
-    --sort dso,sym -g none --percent-limit 0.4 2>/dev/null | grep -E '^ +[0-9]' | head -"$TOP"
-done
+# Threads by process: the orchestrator's and loadgen's are both named
+# tokio-rt-worker, so the orchestrator's are told apart by its thread ids.
+orch_tids=$(ls "/proc/$ORCH/task" | paste -sd,)
+printf '\nCPU samples by process (share of both cores):\n'
+perf report -i /tmp/bench-profile.data --stdio --no-children --sort pid -g none 2>/dev/null \
+  | python3 -c '
+import collections, re, sys
+orch = set(sys.argv[1].split(","))
+share = collections.Counter()
+for line in sys.stdin:
+    m = re.match(r"\s+([0-9.]+)%\s+(\d+):(\S+)", line)
+    if m:
+        pct, tid, comm = float(m[1]), m[2], m[3]
+        share["orchestrator" if tid in orch else "loadgen" if comm == "tokio-rt-worker" else comm] += pct
+for name, pct in share.most_common(8):
+    print(f"  {pct:6.2f}%  {name}")' "$orch_tids"
+printf '\npostgres, top %s symbols (self):\n' "$TOP"
+perf report -i /tmp/bench-profile.data --stdio --no-children --comms postgres \
+  --sort dso,sym -g none --percent-limit 0.4 2>/dev/null | grep -E '^ +[0-9]' | head -"$TOP"
+printf '\norchestrator, top %s symbols (self; a release build has no frame pointers, so no call graph):\n' "$TOP"
+perf report -i /tmp/bench-profile.data --stdio --no-children --tid "$orch_tids" \
+  --sort dso,sym -g none --percent-limit 0.3 2>/dev/null | grep -E '^ +[0-9]' | head -"$TOP"
