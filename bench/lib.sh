@@ -113,6 +113,15 @@ pgbench_exec() {
   printf '%s\n' "$out"
 }
 
+# pgbench_generic CMD...: CMD with pgbench's sessions planning each
+# prepared statement once (plan_cache_mode = force_generic_plan), as the
+# orchestrator's prepared accepting statement is. Left to choose, Postgres
+# re-planned bench/pgbench_accept.sql on every execution (a custom plan
+# sees `generate_series(1, 1)` where the generic one assumes 1 000 rows):
+# 30 % of Postgres's CPU went to the planner, and the C leg read 5 241
+# statements/s where generic plans make 7 925 (2026-12-01, RESULTS.md).
+pgbench_generic() { PGOPTIONS="${PGOPTIONS:-} -c plan_cache_mode=force_generic_plan" "$@"; }
+
 # pgbench_run CLIENTS SECONDS [SCRIPT] [PGBENCH ARGS...]: "TPS TRANSACTIONS"
 pgbench_run() {
   local c=$1 secs=$2 script=${3:-/tmp/pgbench_insert_$$.sql}

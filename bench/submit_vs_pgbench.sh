@@ -39,7 +39,7 @@ for r in $(seq 1 "$ROUNDS"); do
   # Requests per commit in B: every transaction of the database counts
   # (the relay's and the bookkeeping's too), so it reads low.
   per_commit+=("$(python3 -c "print(round($(field "$j" ok 0) / max(1, $x2 - $x1), 2))")")
-  pgbench_run "$CLIENTS" "$SECS" bench/pgbench_accept.sql -D batch=1 >"/tmp/bench-pgbench-$$"; read -r c c_n <"/tmp/bench-pgbench-$$"
+  pgbench_generic pgbench_run "$CLIENTS" "$SECS" bench/pgbench_accept.sql -D batch=1 >"/tmp/bench-pgbench-$$"; read -r c c_n <"/tmp/bench-pgbench-$$"
   cpu_snapshot c3
   b=$(field "$j" rps)
   ratio=$(python3 -c "print(round($b/$a,3))"); ratios+=("$ratio")
@@ -59,7 +59,7 @@ for i in "${!cpu_a[@]}"; do
 done
 printf '\nThe accept statement with N requests per transaction (%s clients, %s s):\n\n| requests per transaction | TPS | requests/s |\n|---:|---:|---:|\n' "$CLIENTS" "$SECS"
 for n in 1 4 16; do
-  pgbench_run "$CLIENTS" "$SECS" bench/pgbench_accept.sql -D batch="$n" >"/tmp/bench-pgbench-$$"; read -r t _ <"/tmp/bench-pgbench-$$"
+  pgbench_generic pgbench_run "$CLIENTS" "$SECS" bench/pgbench_accept.sql -D batch="$n" >"/tmp/bench-pgbench-$$"; read -r t _ <"/tmp/bench-pgbench-$$"
   printf '| %s | %s | %s |\n' "$n" "$t" "$(python3 -c "print(round($t*$n))")"
 done
 curl -s "$ADMIN/metrics" | grep -E '^orchestrator_publish_duration_seconds_(bucket|count)' > /tmp/bench-publish-latency.txt || true
