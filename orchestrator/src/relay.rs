@@ -33,7 +33,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -50,11 +50,6 @@ const BATCH: i64 = 512;
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 const BATCH_ROWS: usize = BATCH as usize;
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
-/// How often a claim reads the unpublished rows from the start (see [`Floor`]).
-const FULL_SCAN_EVERY: Duration = SAFETY_POLL;
-/// How far the [`Floor`] trails the newest rows a claim saw: more than a
-/// commit takes from the `created_at` stamped on its rows to its end.
-const FLOOR_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -66,57 +61,6 @@ pub fn backoff(attempt: u32) -> Duration {
         .min(BACKOFF_MAX);
     let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
     Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
-}
-
-/// Where this relay's claims start reading the partial index of unpublished
-/// rows (`created_at` order).
-///
-/// That index keeps an entry for every row published since the table's
-/// last vacuum. A claim from the start reads all of them (skipping those
-/// an earlier scan marked dead, but reading their pages), so between two
-/// vacuums of a busy table every claim would cost more than the last. A
-/// claim from the floor reads only what was written since.
-///
-/// The floor trails the oldest row the last claim returned, or the clock
-/// when it returned none, by [`FLOOR_SLACK`]: a row committed a little after
-/// the `created_at` stamped on it is still read. Every [`FULL_SCAN_EVERY`]
-/// one claim reads from the start. Rows the floor has passed (deferred by
-/// a backoff, leased by a replica that died, stamped by a replica whose
-/// clock is behind, committed after a stall longer than the slack) wait
-/// at most that long more.
-#[derive(Debug, Default)]
-struct Floor {
-    at: Option<DateTime<Utc>>,
-    full_scan_at: Option<Instant>,
-}
-
-impl Floor {
-    /// `since` for the next claim at `now`; `None`: from the start.
-    fn since(&mut self, now: Instant) -> Option<DateTime<Utc>> {
-        match (self.at, self.full_scan_at) {
-            (Some(at), Some(t)) if now.saturating_duration_since(t) < FULL_SCAN_EVERY => Some(at),
-            _ => {
-                self.full_scan_at = Some(now);
-                None
-            }
-        }
-    }
-
-    /// After a claim from `since` that returned rows whose oldest was
-    /// created at `oldest` (`None`: no rows), at wall-clock `now`. A full
-    /// scan sets the floor; a claim from the floor only raises it.
-    fn advance(
-        &mut self,
-        since: Option<DateTime<Utc>>,
-        oldest: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) {
-        let to = oldest.unwrap_or(now) - FLOOR_SLACK;
-        self.at = Some(match (since, self.at) {
-            (Some(_), Some(at)) => at.max(to),
-            _ => to,
-        });
-    }
 }
 
 /// The relay loop of one replica.
@@ -138,7 +82,6 @@ impl Relay {
         }
         let mut failures: u32 = 0;
         let mut backlog_at: Option<Instant> = None;
-        let mut floor = Floor::default();
         let mut stream_ready = self.sink.nats().is_none();
         loop {
             if shutdown.is_cancelled() {
@@ -158,7 +101,7 @@ impl Relay {
                     }
                 }
             }
-            match self.pass(&mut floor).await {
+            match self.pass().await {
                 // Less than a full batch: nothing else was claimable when
                 // this round claimed, so wait for the next commit (a commit
                 // during the round has left its wake-up permit) instead of
@@ -228,14 +171,9 @@ impl Relay {
     /// One claim-publish-mark round. `Ok(n)`: rows claimed and settled
     /// (published, or shadow rows deferred); `Err(retry)`: back off before
     /// the next round.
-    async fn pass(&self, floor: &mut Floor) -> Result<usize, Retry> {
-        let since = floor.since(Instant::now());
-        let rows = match self.store.claim_outbox(BATCH, LEASE, since).await {
-            Ok(rows) => {
-                let oldest = rows.iter().map(|r| r.created_at).min();
-                floor.advance(since, oldest, Utc::now());
-                rows
-            }
+    async fn pass(&self) -> Result<usize, Retry> {
+        let rows = match self.store.claim_outbox(BATCH, LEASE).await {
+            Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
                 return Err(Retry::after(Duration::ZERO));
@@ -380,42 +318,6 @@ fn spawn_listener(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationT
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn claims_read_from_the_floor_and_from_the_start_every_full_scan_interval() {
-        let t0 = Instant::now();
-        let wall = Utc::now();
-        let mut floor = Floor::default();
-        // The first claim reads from the start; none found: the floor is
-        // the clock less the slack.
-        assert_eq!(floor.since(t0), None);
-        floor.advance(None, None, wall);
-        assert_eq!(floor.at, Some(wall - FLOOR_SLACK));
-        // Then from the floor, which only rises: to the oldest row a claim
-        // returned (less the slack), or the clock when there was none.
-        let t1 = t0 + Duration::from_millis(10);
-        assert_eq!(floor.since(t1), Some(wall - FLOOR_SLACK));
-        let newer = wall + chrono::TimeDelta::seconds(3);
-        floor.advance(Some(wall - FLOOR_SLACK), Some(newer), wall);
-        assert_eq!(floor.at, Some(newer - FLOOR_SLACK));
-        let older = wall - chrono::TimeDelta::seconds(60);
-        floor.advance(Some(newer - FLOOR_SLACK), Some(older), wall);
-        assert_eq!(
-            floor.at,
-            Some(newer - FLOOR_SLACK),
-            "a claim from the floor never lowers it"
-        );
-        // A full scan interval later, a claim reads from the start again,
-        // and what it finds sets the floor, lower if it must be.
-        let t2 = t0 + FULL_SCAN_EVERY;
-        assert_eq!(floor.since(t2), None);
-        floor.advance(None, Some(older), wall);
-        assert_eq!(floor.at, Some(older - FLOOR_SLACK));
-        assert_eq!(
-            floor.since(t2 + Duration::from_millis(1)),
-            Some(older - FLOOR_SLACK)
-        );
-    }
 
     #[test]
     fn backoff_grows_is_jittered_and_capped() {

@@ -422,7 +422,7 @@ async fn a_postgres_database_with_a_separate_outbox_migrates_onto_the_messages()
 
     // The pending event is the relay's, payload and all, and nothing else is.
     let claimed = store
-        .claim_outbox(10, std::time::Duration::from_secs(10), None)
+        .claim_outbox(10, std::time::Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

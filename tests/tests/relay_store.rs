@@ -28,7 +28,7 @@ fn acceptance(messages: usize) -> Arc<Acceptance> {
 /// One relay round: lease up to `limit` rows, mark them published.
 async fn relay_round(store: &PgStore, limit: i64) -> usize {
     let rows = store
-        .claim_outbox(limit, Duration::from_secs(10), None)
+        .claim_outbox(limit, Duration::from_secs(10))
         .await
         .expect("claim");
     let ids: Vec<_> = rows.iter().map(|r| r.message_id).collect();
@@ -193,85 +193,6 @@ async fn claims_skip_published_rows_instead_of_visiting_each_one() {
     );
 }
 
-/// Index pages of `messages_unpublished` read so far.
-async fn unpublished_index_pages(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT (coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0))::int8
-           FROM pg_statio_user_indexes
-          WHERE schemaname = 'orch' AND indexrelname = 'messages_unpublished'",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
-/// Even marked dead, the entries of published rows are read by every scan
-/// that starts before them, until a vacuum removes them. A claim from the
-/// relay's floor (`since`, see `relay::Floor`) starts there: it reads a
-/// page or two however many rows were published before it. A claim from
-/// the start (the relay's periodic full scan) still finds a row the floor
-/// has passed.
-#[tokio::test]
-async fn a_claim_from_the_floor_does_not_read_what_was_published_before_it() {
-    let db = TestDatabase::create().await;
-    let store = db.store_committing_alone().await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .expect("connect");
-    sqlx::raw_sql("ALTER TABLE orch.messages SET (autovacuum_enabled = off);")
-        .execute(&pool)
-        .await
-        .expect("autovacuum off for the test's tables");
-    for _ in 0..100 {
-        store.accept(acceptance(100)).await.expect("accept");
-    }
-    let mut published = 0;
-    loop {
-        match relay_round(&store, 512).await {
-            0 => break,
-            n => published += n,
-        }
-    }
-    assert_eq!(published, 10_000);
-    // One row still pending, then the floor, after every row.
-    store.accept(acceptance(1)).await.expect("accept");
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let floor = chrono::Utc::now();
-    drop(store);
-    statistics_flushed(&pool).await;
-    let before = unpublished_index_pages(&pool).await;
-    let index_pages: i64 = sqlx::query_scalar(
-        "SELECT (pg_relation_size('orch.messages_unpublished') / current_setting('block_size')::int8)::int8",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert!(index_pages > 40, "{index_pages} index pages");
-
-    let store = db.store_committing_alone().await;
-    for _ in 0..50 {
-        let rows = store
-            .claim_outbox(512, Duration::from_secs(10), Some(floor))
-            .await
-            .expect("claim");
-        assert!(rows.is_empty(), "the pending row is before the floor");
-    }
-    drop(store);
-    statistics_flushed(&pool).await;
-    let read = unpublished_index_pages(&pool).await - before;
-    // From the start, each claim would read every page of the index.
-    assert!(
-        read <= 50 * 3,
-        "50 claims from the floor read {read} index pages (the index has {index_pages})"
-    );
-
-    // The periodic claim from the start finds the row the floor passed.
-    let store = db.store_committing_alone().await;
-    assert_eq!(relay_round(&store, 512).await, 1);
-}
-
 /// The message row is its own outbox: claimed in creation order, a whole
 /// batch marked published in one statement (first `published_at` kept),
 /// its event dropped, and `accepted`/`queued` read back from the row's
@@ -288,7 +209,7 @@ async fn a_batch_is_published_in_one_statement_and_reads_back_queued() {
     let ids: Vec<_> = accepted.messages.iter().map(|m| m.id).collect();
 
     let rows = store
-        .claim_outbox(3, Duration::from_secs(10), None)
+        .claim_outbox(3, Duration::from_secs(10))
         .await
         .expect("claim");
     let claimed: Vec<_> = rows.iter().map(|r| r.message_id).collect();
@@ -298,7 +219,7 @@ async fn a_batch_is_published_in_one_statement_and_reads_back_queued() {
     assert_eq!(rows[0].attempts, 1);
     // Leased: a second relay gets only the other two.
     let other = store
-        .claim_outbox(10, Duration::from_secs(10), None)
+        .claim_outbox(10, Duration::from_secs(10))
         .await
         .expect("claim");
     assert_eq!(

@@ -331,16 +331,13 @@ impl Store {
         dispatch!(self, s => s.get_message(tenant.as_str(), shadow, id).await)
     }
 
-    /// Leases up to `limit` due outbox rows (oldest first) for `lease`;
-    /// with `since`, only rows created at or after it (the relay's floor:
-    /// where its claims start reading, see `relay::Floor`).
+    /// Leases up to `limit` due outbox rows (oldest first) for `lease`.
     pub async fn claim_outbox(
         &self,
         limit: i64,
         lease: std::time::Duration,
-        since: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        dispatch!(self, s => s.claim_outbox(limit, lease, since).await)
+        dispatch!(self, s => s.claim_outbox(limit, lease).await)
     }
 
     /// Marks the messages' events published and the messages `queued`.

@@ -373,25 +373,19 @@ impl PgStore {
     /// (measured: 1 856 scans reading 8.2 M rows in a 10 s run at
     /// 1 000 requests/s; 0.19 M rows, all while the tables were small,
     /// once planned per batch). Test: `tests/tests/relay_store.rs`.
-    ///
-    /// `since` bounds where the scan of `messages_unpublished` starts: the
-    /// index keeps an entry for every row published since the last vacuum
-    /// (marked dead, but read), so a claim from the start reads them all.
     pub async fn claim_outbox(
         &self,
         limit: i64,
         lease: Duration,
-        since: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         // The pending rows through the partial index `messages_unpublished`,
         // oldest first (`created_at`, then the id: within one replica ids
-        // grow with creation), from `since` (no message predates the epoch).
+        // grow with creation).
         let rows = sqlx::query(
             "UPDATE orch.messages SET lease_until = now() + make_interval(secs => $2),
                                       publish_attempts = publish_attempts + 1
               WHERE id IN (SELECT id FROM orch.messages
                             WHERE published_at IS NULL AND event_subject IS NOT NULL
-                              AND created_at >= $3
                               AND (next_attempt_at IS NULL OR next_attempt_at <= now())
                               AND (lease_until IS NULL OR lease_until < now())
                             ORDER BY created_at, id LIMIT $1
@@ -401,7 +395,6 @@ impl PgStore {
         .persistent(false)
         .bind(limit)
         .bind(lease.as_secs_f64())
-        .bind(since.unwrap_or(DateTime::UNIX_EPOCH))
         .fetch_all(&self.bookkeeping)
         .await?;
         let mut out = rows

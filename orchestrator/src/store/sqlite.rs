@@ -257,14 +257,10 @@ impl SqliteStore {
         }))
     }
 
-    /// `since` is not needed here: SQLite drops a row's entry from the
-    /// partial index `outbox_pending` as soon as the row is published (no
-    /// dead entries wait for a vacuum), so a claim reads only pending rows.
     pub async fn claim_outbox(
         &self,
         limit: i64,
         lease: Duration,
-        _since: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
