@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the submit benchmarks: source it, then `start_orchestrator`.
 # Builds the release binaries, gives the run its own database, JetStream
 # stream and subjects (deleted on exit, with everything they hold), and

@@ -21,6 +21,7 @@ for i in $(seq 1 "$CHUNKS"); do
   j=$(loadgen_json --clients "$CLIENTS" --duration "${SECS}s")
   cpu_snapshot c1
   n=$(psql -Atq "$PG/$DB" -c "SELECT count(*) FROM orch.messages")
+  # shellcheck disable=SC2154  # c0 and c1 are set by cpu_snapshot (printf -v)
   printf '| %s | %s | %s | %s | %s |\n' "$i" "$((i * SECS))" "$(field "$j" rps)" \
     "$(cpu_per_request "$c0" "$c1" "$(field "$j" ok 0)" | cut -d'|' -f1-4,6)" "$n"
 done
