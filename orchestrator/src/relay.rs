@@ -150,10 +150,9 @@ impl Relay {
     }
 
     /// The backlog gauges, read at most every [`BACKLOG_EVERY`]: the count
-    /// walks the partial index of unpublished rows, entries not yet vacuumed
-    /// included, and the relay goes idle hundreds of times a second under
-    /// load (measured before this bound: the count was the largest single
-    /// item of Postgres's CPU on the submit path, bench/RESULTS.md).
+    /// reads the whole partial index of unpublished rows, and under load
+    /// the relay goes idle hundreds of times a second, while the gauges
+    /// are scraped every few seconds.
     async fn update_backlog(&self, last: &mut Option<Instant>) {
         if last.is_some_and(|t| t.elapsed() < BACKLOG_EVERY) {
             return;

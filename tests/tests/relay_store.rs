@@ -65,7 +65,7 @@ async fn relay_batches_do_not_scan_the_grown_tables() {
     assert_eq!(published, 200);
 
     drop(store);
-    let pool = db.pool().await;
+    let pool = one_connection(&db).await;
     statistics_flushed(&pool).await;
     let stats = sqlx::query(
         "SELECT coalesce(sum(seq_tup_read), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8
@@ -88,6 +88,16 @@ async fn relay_batches_do_not_scan_the_grown_tables() {
         read < 6_000,
         "relay batches read {read} rows sequentially from messages"
     );
+}
+
+/// A pool of one connection: [`statistics_flushed`] waits for every other
+/// backend of the database to go, so the test's own must be the only one.
+async fn one_connection(db: &TestDatabase) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .expect("connect")
 }
 
 /// Statistics are flushed when a backend exits: waits until the dropped
@@ -142,12 +152,7 @@ async fn message_heap_pages(pool: &sqlx::PgPool) -> i64 {
 async fn claims_skip_published_rows_instead_of_visiting_each_one() {
     let db = TestDatabase::create().await;
     let store = db.store_committing_alone().await;
-    // One connection: statistics_flushed waits for every other to go.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .expect("connect");
+    let pool = one_connection(&db).await;
     // No vacuum: the published rows' index entries stay, as they do
     // between two vacuums of a busy table.
     sqlx::raw_sql("ALTER TABLE orch.messages SET (autovacuum_enabled = off);")
