@@ -335,3 +335,76 @@ async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_c
         "{text}"
     );
 }
+
+/// The store on `db`, its connections through a proxy that counts round
+/// trips; group commit with its defaults (4 slots, pool of 8).
+async fn store_behind_proxy(
+    db: &TestDatabase,
+) -> (PgStore, integration_tests::faults::proxy::FaultProxy) {
+    let (head, tail) = db.url.split_once('@').expect("user@host in the URL");
+    let (host, path) = tail.split_once('/').expect("host/database in the URL");
+    let proxy = integration_tests::faults::proxy::FaultProxy::start(host.to_owned()).await;
+    let url = format!("{head}@{}/{path}", proxy.addr());
+    let store = PgStore::connect(url.parse().expect("URL"), 8, GroupCommit::default())
+        .await
+        .expect("store connects through the proxy");
+    (store, proxy)
+}
+
+#[tokio::test]
+async fn a_lone_commit_is_one_round_trip_to_postgres() {
+    let db = TestDatabase::create().await;
+    let (store, proxy) = store_behind_proxy(&db).await;
+    // The first commit prepares the statement (a round trip of its own).
+    store
+        .accept(acceptance(Some("warm-up"), "fp", 1))
+        .await
+        .expect("no store error");
+    let before = proxy.exchanges();
+    for i in 0..40 {
+        let outcome = store
+            .accept(acceptance(Some(&format!("one-{i}")), "fp", 1))
+            .await
+            .expect("no store error");
+        assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
+    }
+    // sqlx's pool pings a connection on every acquire and every release:
+    // three round trips per commit. The commit slots keep theirs.
+    let exchanges = proxy.exchanges() - before;
+    assert!(
+        exchanges <= 44,
+        "40 lone commits took {exchanges} round trips to Postgres"
+    );
+    assert_eq!(count(&db, "messages").await, 41);
+}
+
+#[tokio::test]
+async fn a_kept_connection_that_died_while_idle_is_replaced_before_a_request_uses_it() {
+    let db = TestDatabase::create().await;
+    let (store, _proxy) = store_behind_proxy(&db).await;
+    store
+        .accept(acceptance(Some("before"), "fp", 1))
+        .await
+        .expect("no store error");
+    // Every connection of the store ends, as in a Postgres restart.
+    let admin = db.pool().await;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+           FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(ended >= 1, "the store's connections were found");
+    // Idle past the bypass window: the kept connection is checked first.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 0..4 {
+        let outcome = store
+            .accept(acceptance(Some(&format!("after-{i}")), "fp", 1))
+            .await
+            .expect("no request meets the dead connection");
+        assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
+    }
+    assert_eq!(count(&db, "messages").await, 5);
+}

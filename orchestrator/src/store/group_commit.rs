@@ -9,6 +9,11 @@
 //! round trip, the statement and the commit record over many requests.
 //! Nothing waits for a batch to fill.
 //!
+//! A commit slot keeps its connection between commits ([`Connections`]):
+//! taking and returning a pooled connection costs sqlx a round trip to
+//! Postgres on return (it pings every connection handed back) and a task
+//! to run it, per statement.
+//!
 //! Each request is answered only after the commit that holds its rows
 //! returned, so a `202` still means durable. Within a commit:
 //!
@@ -27,11 +32,14 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgPool, Postgres};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::postgres::PgStore;
+use super::postgres::{PING_IF_IDLE_FOR, PgStore};
 use super::{AcceptOutcome, Acceptance, StoreError};
 
 /// Limits of one commit.
@@ -74,7 +82,93 @@ pub(super) struct Committer {
     slots: Arc<Semaphore>,
     /// The store without a committer: commits directly.
     direct: Arc<PgStore>,
+    /// The slots' connections.
+    connections: Arc<Connections>,
     sizes: Option<prometheus::Histogram>,
+}
+
+/// The connections the commit slots keep between commits, taken from and
+/// given back to the store's pool only when they must be: a pooled
+/// connection handed back costs a ping (sqlx checks every connection
+/// returned to its pool: a round trip to Postgres, on a task of its own).
+///
+/// - At most `keep` are kept: the slots' count, but never more than half
+///   of the pool, so the pool always has connections for everything else
+///   (lookups, a failed group commit's requests retried one by one).
+/// - One idle for [`PING_IF_IDLE_FOR`] or longer is pinged before use, as
+///   the pool does (a Postgres restart is found there, not by a request).
+/// - One that met an error other than Postgres's own answer (the
+///   connection broke, the protocol failed) is dropped: sqlx's pool closes
+///   it.
+/// - One kept for [`RECYCLE_AFTER`] goes back to the pool, whose
+///   `max_lifetime` and idle rules then apply to it as to any other.
+#[derive(Debug)]
+struct Connections {
+    pool: PgPool,
+    idle: Mutex<Vec<Kept>>,
+    keep: usize,
+}
+
+/// How long a slot keeps one connection before handing it back to the pool.
+const RECYCLE_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+struct Kept {
+    conn: PoolConnection<Postgres>,
+    /// When it was taken from the pool.
+    taken: Instant,
+    /// When it last finished a statement.
+    used: Instant,
+}
+
+impl Connections {
+    fn new(pool: PgPool, slots: usize) -> Self {
+        let keep = slots.min(pool.options().get_max_connections() as usize / 2);
+        Self {
+            pool,
+            idle: Mutex::new(Vec::with_capacity(keep)),
+            keep,
+        }
+    }
+
+    async fn take(&self) -> Result<Kept, sqlx::Error> {
+        loop {
+            let kept = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let Some(mut kept) = kept else { break };
+            if kept.used.elapsed() < PING_IF_IDLE_FOR || kept.conn.ping().await.is_ok() {
+                return Ok(kept);
+            }
+            // Broken while it waited (Postgres restarted): closed on drop.
+        }
+        let now = Instant::now();
+        Ok(Kept {
+            conn: self.pool.acquire().await?,
+            taken: now,
+            used: now,
+        })
+    }
+
+    /// After a statement: kept for the next commit, or back to the pool.
+    fn give_back<T>(&self, mut kept: Kept, outcome: &Result<T, sqlx::Error>) {
+        // Postgres's own error ends the statement cleanly; any other
+        // leaves the connection in doubt.
+        let sound = matches!(outcome, Ok(_) | Err(sqlx::Error::Database(_)));
+        if !sound || kept.taken.elapsed() >= RECYCLE_AFTER {
+            return;
+        }
+        kept.used = Instant::now();
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.keep {
+            idle.push(kept);
+        }
+    }
 }
 
 impl Committer {
@@ -82,12 +176,23 @@ impl Committer {
     pub(super) fn start(store: PgStore, limits: GroupCommit) -> Self {
         let (jobs, queue) = mpsc::channel(4096);
         let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+        let connections = Arc::new(Connections::new(
+            store.pool().clone(),
+            limits.concurrency.max(1),
+        ));
         let sizes = limits.sizes.clone();
-        tokio::spawn(run(store.clone(), queue, slots.clone(), limits));
+        tokio::spawn(run(
+            store.clone(),
+            queue,
+            slots.clone(),
+            connections.clone(),
+            limits,
+        ));
         Self {
             jobs,
             slots,
             direct: Arc::new(store),
+            connections,
             sizes,
         }
     }
@@ -107,7 +212,10 @@ impl Committer {
             if let Some(sizes) = &self.sizes {
                 sizes.observe(1.0);
             }
-            return self.direct.accept_alone(&acceptance).await;
+            let mut kept = self.connections.take().await?;
+            let written = self.direct.write(&mut *kept.conn, &[&acceptance]).await;
+            self.connections.give_back(kept, &written);
+            return self.direct.outcome_alone(&acceptance, written).await;
         }
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Other(anyhow::anyhow!("the committer task has stopped"));
@@ -123,6 +231,7 @@ async fn run(
     store: PgStore,
     mut queue: mpsc::Receiver<Job>,
     slots: Arc<Semaphore>,
+    connections: Arc<Connections>,
     limits: GroupCommit,
 ) {
     let hasher = RandomState::new();
@@ -171,8 +280,9 @@ async fn run(
             sizes.observe(batch.len() as f64);
         }
         let store = store.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
-            commit(&store, batch).await;
+            commit(&store, &connections, batch).await;
             drop(slot);
         });
     }
@@ -183,10 +293,22 @@ fn key_hash(hasher: &RandomState, job: &Job) -> Option<u64> {
     Some(hasher.hash_one((&idem.tenant, &idem.scope, &idem.key)))
 }
 
-async fn commit(store: &PgStore, mut batch: Vec<Job>) {
+async fn commit(store: &PgStore, connections: &Connections, mut batch: Vec<Job>) {
+    let mut kept = match connections.take().await {
+        Ok(kept) => kept,
+        Err(e) => {
+            let e = StoreError::from(e);
+            for job in batch {
+                let _ = job.reply.send(Err(e.share()));
+            }
+            return;
+        }
+    };
     if batch.len() == 1 {
         let job = batch.remove(0);
-        let outcome = store.accept_alone(&job.acceptance).await;
+        let written = store.write(&mut *kept.conn, &[&job.acceptance]).await;
+        connections.give_back(kept, &written);
+        let outcome = store.outcome_alone(&job.acceptance, written).await;
         let _ = job.reply.send(outcome);
         return;
     }
@@ -197,7 +319,8 @@ async fn commit(store: &PgStore, mut batch: Vec<Job>) {
     }
     batch.sort_by(|a, b| key(a).cmp(&key(b)));
     let acceptances: Vec<&Acceptance> = batch.iter().map(|j| j.acceptance.as_ref()).collect();
-    let written = store.write(&acceptances).await;
+    let written = store.write(&mut *kept.conn, &acceptances).await;
+    connections.give_back(kept, &written);
     drop(acceptances);
     match written {
         Ok(taken) => {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgExecutor, PgPool, Row};
 
 use crate::domain::MessageId;
 
@@ -29,6 +29,37 @@ pub const OUTBOX_CHANNEL: &str = "orch_outbox";
 /// How long a request waits for another holding the same key before it is
 /// answered `409`.
 const KEY_LOCK_TIMEOUT: &str = "2s";
+
+/// A connection idle for at least this long is pinged before it is used
+/// again; one used more recently is trusted (HikariCP's
+/// `aliveBypassWindowMs`, 500 ms, is the same rule). sqlx's default pings
+/// every connection on every acquire: one extra round trip to Postgres per
+/// statement. Together with the commit slots keeping their connections
+/// (no ping on release either, `group_commit`), dropping it took the
+/// submit path from 536–552 to 471–474 µs of server CPU per `201` and
+/// from 3 080–3 110 to 3 530–3 540 requests/s (#17, `bench/RESULTS.md`).
+/// A connection that died while in steady use fails
+/// its next statement instead, as a statement in flight at that moment
+/// would have; after an outage longer than this, every connection is
+/// checked before use.
+pub(super) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Pool options shared by both pools: a 3 s acquire timeout and the
+/// idle-only ping of [`PING_IF_IDLE_FOR`].
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// The connection options: `DATABASE_URL` (libpq's URL parameters apply),
 /// then the explicit settings on top: `DATABASE_PASSWORD`,
@@ -142,17 +173,12 @@ impl PgStore {
             ("statement_timeout", "15s"),
             ("idle_in_transaction_session_timeout", "30s"),
         ]);
-        let bookkeeping = PgPoolOptions::new()
-            .max_connections(max_connections.clamp(1, 4))
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy_with(
-                options
-                    .clone()
-                    .options([("synchronous_commit", "off"), ("enable_bitmapscan", "off")]),
-            );
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(3))
+        let bookkeeping = pool_options(max_connections.clamp(1, 4)).connect_lazy_with(
+            options
+                .clone()
+                .options([("synchronous_commit", "off"), ("enable_bitmapscan", "off")]),
+        );
+        let pool = pool_options(max_connections)
             .connect_with(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect: {}", crate::cause::chain(&e)))?;
@@ -188,7 +214,17 @@ impl PgStore {
 
     /// One acceptance in its own statement and commit.
     pub(super) async fn accept_alone(&self, a: &Acceptance) -> Result<AcceptOutcome, StoreError> {
-        match self.write(&[a]).await {
+        let written = self.write(&self.pool, &[a]).await;
+        self.outcome_alone(a, written).await
+    }
+
+    /// What [`PgStore::write`] of `a` alone means for it.
+    pub(super) async fn outcome_alone(
+        &self,
+        a: &Acceptance,
+        written: Result<Vec<i32>, sqlx::Error>,
+    ) -> Result<AcceptOutcome, StoreError> {
+        match written {
             Ok(taken) if !taken.is_empty() => Ok(AcceptOutcome::Accepted),
             Ok(_) => self.not_taken(a).await,
             // lock_not_available: a twin holds the key past lock_timeout.
@@ -226,7 +262,11 @@ impl PgStore {
     /// No `NOTIFY` here: it takes a global lock at commit and cost a third
     /// of the throughput; this replica's relay is woken in process, and
     /// relays with a backlog ask the others for help (see `relay`).
-    pub(super) async fn write(&self, batch: &[&Acceptance]) -> Result<Vec<i32>, sqlx::Error> {
+    pub(super) async fn write<'e>(
+        &self,
+        db: impl PgExecutor<'e>,
+        batch: &[&Acceptance],
+    ) -> Result<Vec<i32>, sqlx::Error> {
         let rows = AcceptRows::of(batch);
         // Built once from constants (no request data): safe to send as is.
         sqlx::query_scalar::<_, Vec<i32>>(ACCEPT)
@@ -260,7 +300,7 @@ impl PgStore {
             .bind(rows.key_requests)
             .bind(rows.unkeyed_requests)
             .bind(rows.message_requests)
-            .fetch_one(&self.pool)
+            .fetch_one(db)
             .await
     }
 

@@ -8,6 +8,8 @@
 //!   [`FaultProxy::heal`]; connections stay open, as a hung peer's would.
 //! * [`FaultProxy::cut`]: every open connection is closed at once and new
 //!   ones are refused until healed (a network partition with resets).
+//!
+//! It also counts [`FaultProxy::exchanges`]: the client's turns to speak.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +25,7 @@ struct Link {
     stalled: AtomicBool,
     cut: AtomicBool,
     connections: AtomicU64,
+    exchanges: AtomicU64,
 }
 
 /// A running proxy; stops accepting when dropped.
@@ -65,9 +68,11 @@ impl FaultProxy {
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
+                    // Whether the last bytes seen went client → server.
+                    let client_spoke = Arc::new(AtomicBool::new(false));
                     tokio::select! {
-                        () = pump(cr, sw, l.clone()) => {}
-                        () = pump(sr, cw, l.clone()) => {}
+                        () = pump(cr, sw, l.clone(), (client_spoke.clone(), true)) => {}
+                        () = pump(sr, cw, l.clone(), (client_spoke, false)) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -116,6 +121,14 @@ impl FaultProxy {
     pub fn connections(&self) -> u64 {
         self.link.connections.load(Ordering::Relaxed)
     }
+
+    /// Exchanges so far, over every connection: each time the client sent
+    /// bytes after the server had the last word (or first on its
+    /// connection). A request-response protocol makes one per round trip,
+    /// however its messages are cut into segments.
+    pub fn exchanges(&self) -> u64 {
+        self.link.exchanges.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -125,11 +138,15 @@ impl Drop for FaultProxy {
     }
 }
 
+/// Forwards `from` to `to`. `turn`: the connection's "client spoke
+/// last" flag, and whether this pump carries the client's bytes.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     link: Arc<Link>,
+    turn: (Arc<AtomicBool>, bool),
 ) {
+    let (client_spoke, from_client) = turn;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         while link.stalled.load(Ordering::SeqCst) {
@@ -139,6 +156,9 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if !client_spoke.swap(from_client, Ordering::SeqCst) && from_client {
+            link.exchanges.fetch_add(1, Ordering::SeqCst);
+        }
         let delay = link.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
