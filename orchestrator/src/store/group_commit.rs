@@ -9,10 +9,8 @@
 //! round trip, the statement and the commit record over many requests.
 //! Nothing waits for a batch to fill.
 //!
-//! A commit slot keeps its connection between commits ([`Connections`]):
-//! taking and returning a pooled connection costs sqlx a round trip to
-//! Postgres on return (it pings every connection handed back) and a task
-//! to run it, per statement.
+//! A commit slot keeps its connection between commits ([`KeptConnections`]):
+//! a commit is one round trip to Postgres.
 //!
 //! Each request is answered only after the commit that holds its rows
 //! returned, so a `202` still means durable. Within a commit:
@@ -32,14 +30,12 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgPool, Postgres};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::postgres::{PING_IF_IDLE_FOR, PgStore};
+use super::kept::KeptConnections;
+use super::postgres::PgStore;
 use super::{AcceptOutcome, Acceptance, StoreError};
 
 /// Limits of one commit.
@@ -83,92 +79,8 @@ pub(super) struct Committer {
     /// The store without a committer: commits directly.
     direct: Arc<PgStore>,
     /// The slots' connections.
-    connections: Arc<Connections>,
+    connections: Arc<KeptConnections>,
     sizes: Option<prometheus::Histogram>,
-}
-
-/// The connections the commit slots keep between commits, taken from and
-/// given back to the store's pool only when they must be: a pooled
-/// connection handed back costs a ping (sqlx checks every connection
-/// returned to its pool: a round trip to Postgres, on a task of its own).
-///
-/// - At most `keep` are kept: the slots' count, but never more than half
-///   of the pool, so the pool always has connections for everything else
-///   (lookups, a failed group commit's requests retried one by one).
-/// - One idle for [`PING_IF_IDLE_FOR`] or longer is pinged before use, as
-///   the pool does (a Postgres restart is found there, not by a request).
-/// - One that met an error other than Postgres's own answer (the
-///   connection broke, the protocol failed) is dropped: sqlx's pool closes
-///   it.
-/// - One kept for [`RECYCLE_AFTER`] goes back to the pool, whose
-///   `max_lifetime` and idle rules then apply to it as to any other.
-#[derive(Debug)]
-struct Connections {
-    pool: PgPool,
-    idle: Mutex<Vec<Kept>>,
-    keep: usize,
-}
-
-/// How long a slot keeps one connection before handing it back to the pool.
-const RECYCLE_AFTER: Duration = Duration::from_secs(300);
-
-#[derive(Debug)]
-struct Kept {
-    conn: PoolConnection<Postgres>,
-    /// When it was taken from the pool.
-    taken: Instant,
-    /// When it last finished a statement.
-    used: Instant,
-}
-
-impl Connections {
-    fn new(pool: PgPool, slots: usize) -> Self {
-        let keep = slots.min(pool.options().get_max_connections() as usize / 2);
-        Self {
-            pool,
-            idle: Mutex::new(Vec::with_capacity(keep)),
-            keep,
-        }
-    }
-
-    async fn take(&self) -> Result<Kept, sqlx::Error> {
-        loop {
-            let kept = self
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pop();
-            let Some(mut kept) = kept else { break };
-            if kept.used.elapsed() < PING_IF_IDLE_FOR || kept.conn.ping().await.is_ok() {
-                return Ok(kept);
-            }
-            // Broken while it waited (Postgres restarted): closed on drop.
-        }
-        let now = Instant::now();
-        Ok(Kept {
-            conn: self.pool.acquire().await?,
-            taken: now,
-            used: now,
-        })
-    }
-
-    /// After a statement: kept for the next commit, or back to the pool.
-    fn give_back<T>(&self, mut kept: Kept, outcome: &Result<T, sqlx::Error>) {
-        // Postgres's own error ends the statement cleanly; any other
-        // leaves the connection in doubt.
-        let sound = matches!(outcome, Ok(_) | Err(sqlx::Error::Database(_)));
-        if !sound || kept.taken.elapsed() >= RECYCLE_AFTER {
-            return;
-        }
-        kept.used = Instant::now();
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < self.keep {
-            idle.push(kept);
-        }
-    }
 }
 
 impl Committer {
@@ -176,7 +88,7 @@ impl Committer {
     pub(super) fn start(store: PgStore, limits: GroupCommit) -> Self {
         let (jobs, queue) = mpsc::channel(4096);
         let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
-        let connections = Arc::new(Connections::new(
+        let connections = Arc::new(KeptConnections::new(
             store.pool().clone(),
             limits.concurrency.max(1),
         ));
@@ -213,7 +125,7 @@ impl Committer {
                 sizes.observe(1.0);
             }
             let mut kept = self.connections.take().await?;
-            let written = self.direct.write(&mut *kept.conn, &[&acceptance]).await;
+            let written = self.direct.write(kept.conn(), &[&acceptance]).await;
             self.connections.give_back(kept, &written);
             return self.direct.outcome_alone(&acceptance, written).await;
         }
@@ -231,7 +143,7 @@ async fn run(
     store: PgStore,
     mut queue: mpsc::Receiver<Job>,
     slots: Arc<Semaphore>,
-    connections: Arc<Connections>,
+    connections: Arc<KeptConnections>,
     limits: GroupCommit,
 ) {
     let hasher = RandomState::new();
@@ -293,7 +205,7 @@ fn key_hash(hasher: &RandomState, job: &Job) -> Option<u64> {
     Some(hasher.hash_one((&idem.tenant, &idem.scope, &idem.key)))
 }
 
-async fn commit(store: &PgStore, connections: &Connections, mut batch: Vec<Job>) {
+async fn commit(store: &PgStore, connections: &KeptConnections, mut batch: Vec<Job>) {
     let mut kept = match connections.take().await {
         Ok(kept) => kept,
         Err(e) => {
@@ -306,7 +218,7 @@ async fn commit(store: &PgStore, connections: &Connections, mut batch: Vec<Job>)
     };
     if batch.len() == 1 {
         let job = batch.remove(0);
-        let written = store.write(&mut *kept.conn, &[&job.acceptance]).await;
+        let written = store.write(kept.conn(), &[&job.acceptance]).await;
         connections.give_back(kept, &written);
         let outcome = store.outcome_alone(&job.acceptance, written).await;
         let _ = job.reply.send(outcome);
@@ -319,7 +231,7 @@ async fn commit(store: &PgStore, connections: &Connections, mut batch: Vec<Job>)
     }
     batch.sort_by(|a, b| key(a).cmp(&key(b)));
     let acceptances: Vec<&Acceptance> = batch.iter().map(|j| j.acceptance.as_ref()).collect();
-    let written = store.write(&mut *kept.conn, &acceptances).await;
+    let written = store.write(kept.conn(), &acceptances).await;
     connections.give_back(kept, &written);
     drop(acceptances);
     match written {

@@ -7,6 +7,7 @@
 //! Migrations live in `migrations/<dialect>/` and run at start-up.
 
 mod group_commit;
+mod kept;
 mod postgres;
 mod sqlite;
 

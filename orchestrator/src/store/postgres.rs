@@ -17,6 +17,7 @@ use sqlx::{Connection, PgExecutor, PgPool, Row};
 use crate::domain::MessageId;
 
 use super::group_commit::{Committer, GroupCommit};
+use super::kept::KeptConnections;
 use super::{
     AcceptOutcome, Acceptance, HistoryEntry, IdempotencyRecord, MessageStatus, MessageView,
     OutboxBacklog, OutboxRow, StatusApplied, StatusEvent, StoreError, StoredResponse,
@@ -158,6 +159,9 @@ pub struct PgStore {
     /// grows. The marks and reapers use their indexes the same way. Test:
     /// `tests/tests/relay_store.rs`.
     bookkeeping: PgPool,
+    /// One `bookkeeping` connection kept for the relay's claims and marks
+    /// (`kept`): a round trip each, no ping on release.
+    relay: Arc<KeptConnections>,
     /// Group commit of acceptances; `None`: each commits alone.
     committer: Option<Committer>,
 }
@@ -185,6 +189,7 @@ impl PgStore {
         migrate(&pool).await?;
         let alone = Self {
             pool,
+            relay: Arc::new(KeptConnections::new(bookkeeping.clone(), 1)),
             bookkeeping,
             committer: None,
         };
@@ -421,7 +426,7 @@ impl PgStore {
         // The pending rows through the partial index `messages_unpublished`,
         // oldest first (`created_at`, then the id: within one replica ids
         // grow with creation).
-        let rows = sqlx::query(
+        let claim = sqlx::query(
             "UPDATE orch.messages SET lease_until = now() + make_interval(secs => $2),
                                       publish_attempts = publish_attempts + 1
               WHERE id IN (SELECT id FROM orch.messages
@@ -434,9 +439,11 @@ impl PgStore {
         )
         .persistent(false)
         .bind(limit)
-        .bind(lease.as_secs_f64())
-        .fetch_all(&self.bookkeeping)
-        .await?;
+        .bind(lease.as_secs_f64());
+        let mut kept = self.relay.take().await?;
+        let rows = claim.fetch_all(kept.conn()).await;
+        self.relay.give_back(kept, &rows);
+        let rows = rows?;
         let mut out = rows
             .into_iter()
             .map(|r| {
@@ -468,7 +475,8 @@ impl PgStore {
             return Ok(());
         }
         let message_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        sqlx::query(
+        let mut kept = self.relay.take().await?;
+        let marked = sqlx::query(
             "UPDATE orch.messages
                 SET published_at = now(), lease_until = NULL, last_error = NULL,
                     next_attempt_at = NULL, event_headers = NULL, event_payload = NULL,
@@ -478,8 +486,10 @@ impl PgStore {
         )
         .persistent(false)
         .bind(&message_ids)
-        .execute(&self.bookkeeping)
-        .await?;
+        .execute(kept.conn())
+        .await;
+        self.relay.give_back(kept, &marked);
+        marked?;
         Ok(())
     }
 
