@@ -7,7 +7,9 @@
 #
 # After start_orchestrator: $API (base URL), $ADMIN (metrics URL base),
 # $ORCH (pid), $BIN (release binaries), $SECRET, $PG, $DB, $SUBJECT.
-# ORCH_ARGS adds orchestrator flags (e.g. --database-group-commit 1).
+# ORCH_ARGS adds orchestrator flags (e.g. --database-group-commit 1);
+# ORCH_ENV, NAME=VALUE pairs for its environment only (e.g.
+# TOKIO_WORKER_THREADS=1; the load generator keeps its own).
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sms-orchestrator-target}"
 BIN=$CARGO_TARGET_DIR/release
@@ -49,7 +51,8 @@ start_orchestrator() {
   build_release
   trap bench_cleanup EXIT
   psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-  "$BIN/orchestrator" --listen 127.0.0.1:18090 --admin-listen 127.0.0.1:19190 --submit-api-enabled \
+  # shellcheck disable=SC2086
+  env ${ORCH_ENV:-} "$BIN/orchestrator" --listen 127.0.0.1:18090 --admin-listen 127.0.0.1:19190 --submit-api-enabled \
     --jwt-hs256-secret "$SECRET" --database-url "$PG/$DB" --redis-url redis://127.0.0.1:6379 \
     --nats-url nats://127.0.0.1:4222 --nats-create-stream --nats-stream "$STREAM" \
     --nats-stream-subjects "bench$$.>" --nats-subject "$SUBJECT" \
