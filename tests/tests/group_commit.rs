@@ -408,3 +408,34 @@ async fn a_kept_connection_that_died_while_idle_is_replaced_before_a_request_use
     }
     assert_eq!(count(&db, "messages").await, 5);
 }
+
+#[tokio::test]
+async fn lookups_share_the_kept_connections_one_round_trip_each() {
+    let db = TestDatabase::create().await;
+    let (store, proxy) = store_behind_proxy(&db).await;
+    let a = acceptance(Some("looked-up"), "fp", 1);
+    store.accept(a.clone()).await.expect("no store error");
+    let id = a.messages[0].id;
+    let now = Utc::now();
+    // Each statement is prepared on first use.
+    store.get_message(TENANT, false, id).await.expect("lookup");
+    store
+        .find_idempotency(TENANT, "POST /v1/sms/send", "looked-up", now)
+        .await
+        .expect("lookup");
+    let before = proxy.exchanges();
+    for _ in 0..20 {
+        let view = store.get_message(TENANT, false, id).await.expect("lookup");
+        assert_eq!(view.map(|v| v.id), Some(id));
+        let record = store
+            .find_idempotency(TENANT, "POST /v1/sms/send", "looked-up", now)
+            .await
+            .expect("lookup");
+        assert_eq!(record.map(|r| r.fingerprint).as_deref(), Some("fp"));
+    }
+    let exchanges = proxy.exchanges() - before;
+    assert!(
+        exchanges <= 42,
+        "40 lookups took {exchanges} round trips to Postgres"
+    );
+}

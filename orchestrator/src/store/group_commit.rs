@@ -88,10 +88,7 @@ impl Committer {
     pub(super) fn start(store: PgStore, limits: GroupCommit) -> Self {
         let (jobs, queue) = mpsc::channel(4096);
         let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
-        let connections = Arc::new(KeptConnections::new(
-            store.pool().clone(),
-            limits.concurrency.max(1),
-        ));
+        let connections = store.kept().clone();
         let sizes = limits.sizes.clone();
         tokio::spawn(run(
             store.clone(),

@@ -1,6 +1,6 @@
-//! Connections kept out of the pool between statements by their one user
-//! (a commit slot, the relay), taken from and given back to the pool only
-//! when they must be.
+//! Connections kept out of the pool between statements by their users
+//! (the commit slots and lookups; the relay), taken from and given back to
+//! the pool only when they must be.
 //!
 //! A pooled connection handed back costs sqlx a ping: it checks every
 //! connection returned to its pool, a round trip to Postgres on a task of

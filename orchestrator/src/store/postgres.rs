@@ -162,6 +162,10 @@ pub struct PgStore {
     /// One `bookkeeping` connection kept for the relay's claims and marks
     /// (`kept`): a round trip each, no ping on release.
     relay: Arc<KeptConnections>,
+    /// Connections of `pool` kept out of it between statements (`kept`),
+    /// shared by the commit slots and the lookups (`GET /v1/sms/{id}`, a
+    /// key's stored answer): half of the pool at most.
+    kept: Arc<KeptConnections>,
     /// Group commit of acceptances; `None`: each commits alone.
     committer: Option<Committer>,
 }
@@ -188,6 +192,7 @@ impl PgStore {
             .map_err(|e| anyhow::anyhow!("cannot connect: {}", crate::cause::chain(&e)))?;
         migrate(&pool).await?;
         let alone = Self {
+            kept: Arc::new(KeptConnections::new(pool.clone(), usize::MAX)),
             pool,
             relay: Arc::new(KeptConnections::new(bookkeeping.clone(), 1)),
             bookkeeping,
@@ -200,6 +205,10 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub(super) fn kept(&self) -> &Arc<KeptConnections> {
+        &self.kept
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -316,7 +325,7 @@ impl PgStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row = sqlx::query(
+        let lookup = sqlx::query(
             "SELECT fingerprint, response_status, response_headers, response_body, created_at, expires_at
                FROM orch.idempotency_keys
               WHERE tenant_id = $1 AND scope = $2 AND key = $3 AND expires_at > $4",
@@ -324,9 +333,11 @@ impl PgStore {
         .bind(tenant)
         .bind(scope)
         .bind(key)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        .bind(now);
+        let mut kept = self.kept.take().await?;
+        let row = lookup.fetch_optional(kept.conn()).await;
+        self.kept.give_back(kept, &row);
+        let row = row?;
         let Some(row) = row else { return Ok(None) };
         let headers: sqlx::types::Json<Vec<(String, String)>> = row.try_get("response_headers")?;
         Ok(Some(IdempotencyRecord {
@@ -352,7 +363,7 @@ impl PgStore {
     ) -> Result<Option<MessageView>, StoreError> {
         // One round trip: the message joined with its history (one row per
         // entry; the message's columns repeat, a handful of rows at most).
-        let rows = sqlx::query(
+        let lookup = sqlx::query(
             "SELECT m.id, m.status, m.to_number, m.sender, m.encoding, m.segments, m.reference,
                     m.callback_url, m.schedule_at, m.validity_period, m.metadata, m.created_at,
                     m.updated_at, m.published_at, h.status AS h_status, h.at AS h_at, h.error_code AS h_error_code
@@ -362,9 +373,11 @@ impl PgStore {
         )
         .bind(id.to_string())
         .bind(tenant)
-        .bind(shadow)
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(shadow);
+        let mut kept = self.kept.take().await?;
+        let rows = lookup.fetch_all(kept.conn()).await;
+        self.kept.give_back(kept, &rows);
+        let rows = rows?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
