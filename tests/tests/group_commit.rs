@@ -439,3 +439,60 @@ async fn lookups_share_the_kept_connections_one_round_trip_each() {
         "40 lookups took {exchanges} round trips to Postgres"
     );
 }
+
+/// sqlx-core 0.9.0 opens its sockets without `TCP_NODELAY` (the workspace
+/// patches it: `vendor/README.md`). Over TLS, a group commit longer than
+/// one 16 KiB record could leave the client in two writes; Nagle's
+/// algorithm then held the second until Postgres acknowledged the first,
+/// and Postgres, holding half a message, delayed that acknowledgement by
+/// at least 40 ms, while the slot and every request in the batch waited.
+/// Measured before the patch (two slots, 16 clients, `bench/RESULTS.md`):
+/// p90 47 ms. The assertion counts requests that took 40 ms or more.
+#[tokio::test]
+async fn large_group_commits_over_tls_do_not_wait_for_a_delayed_ack() {
+    let pki = integration_tests::tls::Pki::new();
+    let pg = integration_tests::PrivatePostgres::start_tls(&pki, "nagle-pw").await;
+    let url = format!(
+        "postgres://orch:nagle-pw@127.0.0.1:{}/orch?sslmode=require",
+        pg.port
+    );
+    // One slot: a burst queues behind it and commits in large batches.
+    let store = Arc::new(
+        PgStore::connect(url.parse().expect("URL"), 8, limits(64))
+            .await
+            .expect("store connects over TLS"),
+    );
+    store
+        .accept(acceptance(Some("warm-up"), "fp", 10))
+        .await
+        .expect("no store error");
+    let clients = (0..16).map(|c| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut took = Vec::new();
+            for i in 0..25 {
+                // Ten message rows: a batch of a few is past 16 KiB.
+                let a = acceptance(Some(&format!("c{c}-{i}")), "fp", 10);
+                let started = Instant::now();
+                let outcome = store.accept(a).await.expect("no store error");
+                took.push(started.elapsed());
+                assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
+            }
+            took
+        })
+    });
+    let took: Vec<Duration> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flat_map(|t| t.expect("client task"))
+        .collect();
+    let stalled = took
+        .iter()
+        .filter(|d| **d >= Duration::from_millis(40))
+        .count();
+    assert!(
+        stalled * 20 < took.len(),
+        "{stalled} of {} requests took 40 ms or more (a delayed ACK each)",
+        took.len()
+    );
+}
