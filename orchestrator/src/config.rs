@@ -363,12 +363,14 @@ pub struct DatabaseConfig {
     pub group_commit: usize,
 
     /// Group commit (Postgres): commits in flight at once. Requests that
-    /// arrive while all are busy share the next one.
+    /// arrive while all are busy share the next one. Two measured best on
+    /// the submit bench (#17, `bench/RESULTS.md`): fewer, larger commits
+    /// for less CPU and more throughput than three or four.
     #[arg(
         id = "database_commit_concurrency",
         long = "database-commit-concurrency",
         env = "DATABASE_COMMIT_CONCURRENCY",
-        default_value_t = 4
+        default_value_t = 2
     )]
     pub commit_concurrency: usize,
 }

@@ -57,7 +57,7 @@ impl Default for GroupCommit {
         Self {
             max_requests: 64,
             max_messages: 1000,
-            concurrency: 4,
+            concurrency: 2,
             sizes: None,
         }
     }
