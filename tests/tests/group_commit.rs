@@ -336,8 +336,17 @@ async fn an_idle_store_commits_each_request_alone_and_a_burst_behind_it_shares_c
     );
 }
 
+/// One request with `key` and `messages` rows, which must be accepted.
+async fn accept_one(store: &PgStore, key: &str, messages: usize) {
+    let outcome = store
+        .accept(acceptance(Some(key), "fp", messages))
+        .await
+        .expect("no store error");
+    assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
+}
+
 /// The store on `db`, its connections through a proxy that counts round
-/// trips; group commit with its defaults (4 slots, pool of 8).
+/// trips; group commit with its defaults (2 slots), a pool of 8.
 async fn store_behind_proxy(
     db: &TestDatabase,
 ) -> (PgStore, integration_tests::faults::proxy::FaultProxy) {
@@ -356,17 +365,10 @@ async fn a_lone_commit_is_one_round_trip_to_postgres() {
     let db = TestDatabase::create().await;
     let (store, proxy) = store_behind_proxy(&db).await;
     // The first commit prepares the statement (a round trip of its own).
-    store
-        .accept(acceptance(Some("warm-up"), "fp", 1))
-        .await
-        .expect("no store error");
+    accept_one(&store, "warm-up", 1).await;
     let before = proxy.exchanges();
     for i in 0..40 {
-        let outcome = store
-            .accept(acceptance(Some(&format!("one-{i}")), "fp", 1))
-            .await
-            .expect("no store error");
-        assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
+        accept_one(&store, &format!("one-{i}"), 1).await;
     }
     // sqlx's pool pings a connection on every acquire and every release:
     // three round trips per commit. The commit slots keep theirs.
@@ -382,10 +384,7 @@ async fn a_lone_commit_is_one_round_trip_to_postgres() {
 async fn a_kept_connection_that_died_while_idle_is_replaced_before_a_request_uses_it() {
     let db = TestDatabase::create().await;
     let (store, _proxy) = store_behind_proxy(&db).await;
-    store
-        .accept(acceptance(Some("before"), "fp", 1))
-        .await
-        .expect("no store error");
+    accept_one(&store, "before", 1).await;
     // Every connection of the store ends, as in a Postgres restart.
     let admin = db.pool().await;
     let ended: i64 = sqlx::query_scalar(
@@ -399,12 +398,9 @@ async fn a_kept_connection_that_died_while_idle_is_replaced_before_a_request_use
     assert!(ended >= 1, "the store's connections were found");
     // Idle past the bypass window: the kept connection is checked first.
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    // No request meets the dead connection.
     for i in 0..4 {
-        let outcome = store
-            .accept(acceptance(Some(&format!("after-{i}")), "fp", 1))
-            .await
-            .expect("no request meets the dead connection");
-        assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
+        accept_one(&store, &format!("after-{i}"), 1).await;
     }
     assert_eq!(count(&db, "messages").await, 5);
 }
@@ -414,7 +410,8 @@ async fn lookups_share_the_kept_connections_one_round_trip_each() {
     let db = TestDatabase::create().await;
     let (store, proxy) = store_behind_proxy(&db).await;
     let a = acceptance(Some("looked-up"), "fp", 1);
-    store.accept(a.clone()).await.expect("no store error");
+    let outcome = store.accept(a.clone()).await.expect("no store error");
+    assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
     let id = a.messages[0].id;
     let now = Utc::now();
     // Each statement is prepared on first use.
@@ -462,21 +459,16 @@ async fn large_group_commits_over_tls_do_not_wait_for_a_delayed_ack() {
             .await
             .expect("store connects over TLS"),
     );
-    store
-        .accept(acceptance(Some("warm-up"), "fp", 10))
-        .await
-        .expect("no store error");
+    accept_one(&store, "warm-up", 10).await;
     let clients = (0..16).map(|c| {
         let store = store.clone();
         tokio::spawn(async move {
             let mut took = Vec::new();
             for i in 0..25 {
                 // Ten message rows: a batch of a few is past 16 KiB.
-                let a = acceptance(Some(&format!("c{c}-{i}")), "fp", 10);
                 let started = Instant::now();
-                let outcome = store.accept(a).await.expect("no store error");
+                accept_one(&store, &format!("c{c}-{i}"), 10).await;
                 took.push(started.elapsed());
-                assert!(matches!(outcome, AcceptOutcome::Accepted), "{outcome:?}");
             }
             took
         })
