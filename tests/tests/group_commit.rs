@@ -406,6 +406,32 @@ async fn a_kept_connection_that_died_while_idle_is_replaced_before_a_request_use
 }
 
 #[tokio::test]
+async fn a_connection_ended_by_a_fatal_error_is_not_kept_for_the_next_request() {
+    let db = TestDatabase::create().await;
+    let (store, _proxy) = store_behind_proxy(&db).await;
+    // The pool's idle connections (opened for the migrations) get past
+    // the ping window, so that the pool checks them; the one "first"
+    // takes is kept.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    accept_one(&store, "first", 1).await;
+    let admin = db.pool().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    // Within the ping window: the next request meets the dead connection
+    // (Postgres's FATAL 57P01 waits on it) and fails, as one in flight would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let met = store.accept(acceptance(Some("second"), "fp", 1)).await;
+    assert!(met.is_err(), "{met:?}");
+    // The one after it gets a live connection, not the same dead one.
+    accept_one(&store, "third", 1).await;
+}
+
+#[tokio::test]
 async fn lookups_share_the_kept_connections_one_round_trip_each() {
     let db = TestDatabase::create().await;
     let (store, proxy) = store_behind_proxy(&db).await;

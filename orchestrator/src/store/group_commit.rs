@@ -9,8 +9,9 @@
 //! round trip, the statement and the commit record over many requests.
 //! Nothing waits for a batch to fill.
 //!
-//! A commit slot keeps its connection between commits ([`KeptConnections`]):
-//! a commit is one round trip to Postgres.
+//! Commits run on connections kept out of the pool between statements
+//! ([`KeptConnections`], shared with lookups): a commit is one round trip
+//! to Postgres.
 //!
 //! Each request is answered only after the commit that holds its rows
 //! returned, so a `202` still means durable. Within a commit:
@@ -24,9 +25,10 @@
 //! * when the statement fails (a key held by another transaction past
 //!   `lock_timeout`, a deadlock, any error Postgres reports), nothing of it
 //!   was written, and every request is retried alone, so one request's
-//!   trouble is never another's. An error that is not Postgres's answer (the
-//!   connection dropped) may hide a commit: it is returned to every request,
-//!   as it would be without batching, never retried.
+//!   trouble is never another's. An error that is not Postgres's answer to
+//!   the statement (the connection dropped, a `FATAL` ending the session)
+//!   may hide a commit: it is returned to every request, as it would be
+//!   without batching, never retried.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
@@ -34,7 +36,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::kept::KeptConnections;
+use super::kept::{KeptConnections, ends_session};
 use super::postgres::PgStore;
 use super::{AcceptOutcome, Acceptance, StoreError};
 
@@ -243,8 +245,9 @@ async fn commit(store: &PgStore, connections: &KeptConnections, mut batch: Vec<J
             }
         }
         // Postgres refused the statement: nothing was written. Alone, each
-        // request meets only its own trouble.
-        Err(sqlx::Error::Database(e)) => {
+        // request meets only its own trouble. (A `FATAL` ends the session
+        // and may come after the commit: like a dropped connection, below.)
+        Err(sqlx::Error::Database(e)) if !ends_session(e.as_ref()) => {
             tracing::debug!(
                 requests = batch.len(),
                 code = e.code().as_deref().unwrap_or(""),

@@ -36,7 +36,7 @@ const KEY_LOCK_TIMEOUT: &str = "2s";
 /// `aliveBypassWindowMs`, 500 ms, is the same rule). sqlx's default pings
 /// every connection on every acquire: one extra round trip to Postgres per
 /// statement. Together with the commit slots keeping their connections
-/// (no ping on release either, `group_commit`), dropping it took the
+/// (no ping on release either, `kept`), dropping it took the
 /// submit path from 536–552 to 471–474 µs of server CPU per `201` and
 /// from 3 080–3 110 to 3 530–3 540 requests/s (#17, `bench/RESULTS.md`).
 /// A connection that died while in steady use fails
