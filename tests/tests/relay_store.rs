@@ -191,9 +191,13 @@ async fn claims_skip_published_rows_instead_of_visiting_each_one() {
     statistics_flushed(&pool).await;
     let read = message_heap_pages(&pool).await - before;
     // A bitmap scan reads every page holding a published row, 50 times
-    // over; the index scan at most once.
+    // over (10 700 pages here, 37 times the table). An index scan reads
+    // them once, when it marks the entries dead. The marking needs the
+    // rows dead to every snapshot; in the parallel suite another test's
+    // transaction can delay it by a claim or two (650 pages seen once,
+    // against 292 when run alone). Hence 5 times the table, not 1.
     assert!(
-        read < 2 * table_pages,
+        read < 5 * table_pages,
         "50 empty claims read {read} heap pages of messages (the table has {table_pages})"
     );
 }
