@@ -123,9 +123,10 @@ impl Committer {
             if let Some(sizes) = &self.sizes {
                 sizes.observe(1.0);
             }
-            let mut kept = self.connections.take().await?;
-            let written = self.direct.write(kept.conn(), &[&acceptance]).await;
-            self.connections.give_back(kept, &written);
+            let written = self
+                .connections
+                .run(async |c| self.direct.write(c, &[&acceptance]).await)
+                .await;
             return self.direct.outcome_alone(&acceptance, written).await;
         }
         let (reply, answer) = oneshot::channel();
@@ -205,20 +206,11 @@ fn key_hash(hasher: &RandomState, job: &Job) -> Option<u64> {
 }
 
 async fn commit(store: &PgStore, connections: &KeptConnections, mut batch: Vec<Job>) {
-    let mut kept = match connections.take().await {
-        Ok(kept) => kept,
-        Err(e) => {
-            let e = StoreError::from(e);
-            for job in batch {
-                let _ = job.reply.send(Err(e.share()));
-            }
-            return;
-        }
-    };
     if batch.len() == 1 {
         let job = batch.remove(0);
-        let written = store.write(kept.conn(), &[&job.acceptance]).await;
-        connections.give_back(kept, &written);
+        let written = connections
+            .run(async |c| store.write(c, &[&job.acceptance]).await)
+            .await;
         let outcome = store.outcome_alone(&job.acceptance, written).await;
         let _ = job.reply.send(outcome);
         return;
@@ -230,8 +222,9 @@ async fn commit(store: &PgStore, connections: &KeptConnections, mut batch: Vec<J
     }
     batch.sort_by(|a, b| key(a).cmp(&key(b)));
     let acceptances: Vec<&Acceptance> = batch.iter().map(|j| j.acceptance.as_ref()).collect();
-    let written = store.write(kept.conn(), &acceptances).await;
-    connections.give_back(kept, &written);
+    let written = connections
+        .run(async |c| store.write(c, &acceptances).await)
+        .await;
     drop(acceptances);
     match written {
         Ok(taken) => {

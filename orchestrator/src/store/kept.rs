@@ -45,7 +45,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// for the next: it succeeded, or Postgres answered with an error that
 /// ends only the statement (not a `FATAL` or `PANIC`, which end the
 /// session).
-pub(super) fn leaves_connection_sound<T>(outcome: &Result<T, sqlx::Error>) -> bool {
+fn leaves_connection_sound<T>(outcome: &Result<T, sqlx::Error>) -> bool {
     match outcome {
         Ok(_) => true,
         Err(sqlx::Error::Database(e)) => !ends_session(e.as_ref()),
@@ -66,20 +66,14 @@ pub(super) struct KeptConnections {
     keep: usize,
 }
 
-/// A connection out of the pool, for one statement (or a few in a row).
+/// A connection out of the pool, for one statement.
 #[derive(Debug)]
-pub(super) struct Kept {
+struct Kept {
     conn: PoolConnection<Postgres>,
     /// When it was taken from the pool.
     taken: Instant,
     /// When it last finished a statement.
     used: Instant,
-}
-
-impl Kept {
-    pub(super) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
 }
 
 impl KeptConnections {
@@ -94,9 +88,22 @@ impl KeptConnections {
         }
     }
 
+    /// Runs `statement` on a kept connection (or one from the pool), then
+    /// keeps it or hands it back according to the outcome. An error taking
+    /// a connection is returned as the statement's.
+    pub(super) async fn run<T>(
+        &self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut kept = self.take().await?;
+        let outcome = statement(&mut kept.conn).await;
+        self.give_back(kept, &outcome);
+        outcome
+    }
+
     /// A kept connection if one is idle (pinged first if it waited long),
     /// else one from the pool.
-    pub(super) async fn take(&self) -> Result<Kept, sqlx::Error> {
+    async fn take(&self) -> Result<Kept, sqlx::Error> {
         loop {
             let kept = self
                 .idle
@@ -123,9 +130,9 @@ impl KeptConnections {
         })
     }
 
-    /// After its statements, with the last one's outcome: kept for the
-    /// next user, or back to the pool.
-    pub(super) fn give_back<T>(&self, mut kept: Kept, outcome: &Result<T, sqlx::Error>) {
+    /// After its statement, with the outcome: kept for the next user, or
+    /// back to the pool.
+    fn give_back<T>(&self, mut kept: Kept, outcome: &Result<T, sqlx::Error>) {
         if !leaves_connection_sound(outcome) || kept.taken.elapsed() >= RECYCLE_AFTER {
             return;
         }

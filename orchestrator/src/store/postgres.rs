@@ -334,10 +334,10 @@ impl PgStore {
         .bind(scope)
         .bind(key)
         .bind(now);
-        let mut kept = self.kept.take().await?;
-        let row = lookup.fetch_optional(kept.conn()).await;
-        self.kept.give_back(kept, &row);
-        let row = row?;
+        let row = self
+            .kept
+            .run(async |c| lookup.fetch_optional(c).await)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let headers: sqlx::types::Json<Vec<(String, String)>> = row.try_get("response_headers")?;
         Ok(Some(IdempotencyRecord {
@@ -374,10 +374,7 @@ impl PgStore {
         .bind(id.to_string())
         .bind(tenant)
         .bind(shadow);
-        let mut kept = self.kept.take().await?;
-        let rows = lookup.fetch_all(kept.conn()).await;
-        self.kept.give_back(kept, &rows);
-        let rows = rows?;
+        let rows = self.kept.run(async |c| lookup.fetch_all(c).await).await?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -453,10 +450,7 @@ impl PgStore {
         .persistent(false)
         .bind(limit)
         .bind(lease.as_secs_f64());
-        let mut kept = self.relay.take().await?;
-        let rows = claim.fetch_all(kept.conn()).await;
-        self.relay.give_back(kept, &rows);
-        let rows = rows?;
+        let rows = self.relay.run(async |c| claim.fetch_all(c).await).await?;
         let mut out = rows
             .into_iter()
             .map(|r| {
@@ -488,8 +482,7 @@ impl PgStore {
             return Ok(());
         }
         let message_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let mut kept = self.relay.take().await?;
-        let marked = sqlx::query(
+        let mark = sqlx::query(
             "UPDATE orch.messages
                 SET published_at = now(), lease_until = NULL, last_error = NULL,
                     next_attempt_at = NULL, event_headers = NULL, event_payload = NULL,
@@ -498,11 +491,8 @@ impl PgStore {
               WHERE id = ANY($1) AND published_at IS NULL",
         )
         .persistent(false)
-        .bind(&message_ids)
-        .execute(kept.conn())
-        .await;
-        self.relay.give_back(kept, &marked);
-        marked?;
+        .bind(&message_ids);
+        self.relay.run(async |c| mark.execute(c).await).await?;
         Ok(())
     }
 
