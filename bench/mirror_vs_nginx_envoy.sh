@@ -25,6 +25,18 @@
 #      extra runnable thread shows in the primary's p99; the fixed rate
 #      separates the tee's own cost from the scheduler's.
 #      Then nginx mirror against the same shadow (it waits for it).
+#      Every round also runs an A/A control: a second, identical proxy at
+#      0 % (`mpnone2`). Its p99 against the first one's is what the ratio
+#      reads when the tee costs nothing: the resolution of this machine.
+#      FIXED3=0 skips the fixed-rate rounds; MP_BIN runs another
+#      mirror-proxy binary (a before/after comparison).
+#      Each proxy first serves WARMUP3 (default 3) seconds unrecorded.
+#      PIN=1 pins the system under test (the three proxies, every thread,
+#      and the primary nginx) to CPU 1 and the environment (wrk, loadgen,
+#      the 1 s shadow, which in production is another host) to CPU 0, so
+#      the load generator and the shadow server cannot take CPU from the
+#      primary's path; the tee's own threads (shadow runtime, diff
+#      service) stay with the proxy on CPU 1, where their cost belongs.
 #   4. memory: VmHWM of mirror-proxy after the throughput rounds (goal
 #      < 64 MiB), then a fresh one in front of a shadow that accepts and
 #      never answers (--stall) at full load: VmRSS every 5 s, the in-flight
@@ -75,19 +87,21 @@ fi
 # packages named: the same set reuses that build).
 # shellcheck disable=SC2046
 cargo build --release -q $(sed -n 's/^RELEASE_SET="\(.*\)"$/\1/p' bench/lib.sh) --bin mirror-proxy --bin loadgen
-MP=$CARGO_TARGET_DIR/release/mirror-proxy
+MP=${MP_BIN:-$CARGO_TARGET_DIR/release/mirror-proxy}
 LOADGEN=$CARGO_TARGET_DIR/release/loadgen
 RATE3=${RATE3:-4000}
+WARMUP3=${WARMUP3:-3}
 
 # --- ports, work directory, cleanup ----------------------------------------
 P_PRIMARY=$((B+1)) P_SHADOW=$((B+2)) P_SLOW=$((B+3)) P_STALL=$((B+4))
 P_NGX_MIRROR=$((B+101)) P_NGX_PLAIN=$((B+102)) P_NGX_SLOW=$((B+103))
 P_ENVOY=$((B+201)) P_ENVOY_ADMIN=$((B+291))
 P_MP1=$((B+301)) P_MP2=$((B+302)) P_MP_SLOW=$((B+303)) P_MP_NONE=$((B+304)) P_MP_STALL=$((B+305))
+P_MP_NONE2=$((B+306))
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in $P_PRIMARY $P_SHADOW $P_SLOW $P_STALL $P_NGX_MIRROR $P_NGX_PLAIN $P_NGX_SLOW $P_ENVOY \
          $P_ENVOY_ADMIN $P_MP1 $P_MP2 $P_MP_SLOW $P_MP_NONE $P_MP_STALL $((P_MP1+90)) $((P_MP2+90)) \
-         $((P_MP_SLOW+90)) $((P_MP_NONE+90)) $((P_MP_STALL+90)); do
+         $((P_MP_SLOW+90)) $((P_MP_NONE+90)) $((P_MP_STALL+90)) $P_MP_NONE2 $((P_MP_NONE2+90)); do
   if port_open "$p"; then echo "port $p is in use: set PORT_BASE" >&2; exit 1; fi
 done
 
@@ -147,7 +161,7 @@ upstream_conf "$WORK/primary" $P_PRIMARY 200 "application/json; charset=utf-8" "
 upstream_conf "$WORK/shadow" $P_SHADOW 202 "application/json" "$SHADOW_BODY" \
   'add_header Location /v1/sms/0196b3f2-7c1a-7e4b-9a2d-3f5c8e1d2b4a always;' >"$WORK/shadow/nginx.conf"
 start_nginx "$WORK/primary"; start_nginx "$WORK/shadow"
-python3 bench/slow_upstream.py --port $P_SLOW --delay 1 >"$WORK/slow.log" 2>&1 & PIDS+=($!)
+python3 bench/slow_upstream.py --port $P_SLOW --delay 1 >"$WORK/slow.log" 2>&1 & PIDS+=($!); SLOW_PID=$!
 python3 bench/slow_upstream.py --port $P_STALL --stall >"$WORK/stall.log" 2>&1 & PIDS+=($!)
 
 # --- nginx proxies: mirror, plain, mirror to the 1 s shadow -------------------
@@ -277,6 +291,7 @@ start_mp mp1 $P_MP1 $P_SHADOW 1 100
 start_mp mp2 $P_MP2 $P_SHADOW 2 100
 start_mp mpslow $P_MP_SLOW $P_SLOW 1 100
 start_mp mpnone $P_MP_NONE $P_SLOW 1 0
+start_mp mpnone2 $P_MP_NONE2 $P_SLOW 1 0
 for p in $P_PRIMARY $P_SHADOW $P_SLOW $P_STALL $P_NGX_MIRROR $P_NGX_PLAIN $P_NGX_SLOW $P_ENVOY; do wait_port "$p"; done
 
 # --- load and measurement helpers ------------------------------------------------
@@ -293,7 +308,7 @@ mkdir -p "$WORK/wrk"
 load() {
   local out
   out=$(mktemp "$WORK/wrk/$(date +%H%M%S)-$1-c$2.XXXX")
-  wrk -t1 -c"$2" -d"$3"s --latency -s "$WORK/send.lua" "http://127.0.0.1:$1/v1/sms/send" >"$out"
+  ${CLIENT_PIN:-} wrk -t1 -c"$2" -d"$3"s --latency -s "$WORK/send.lua" "http://127.0.0.1:$1/v1/sms/send" >"$out"
   python3 - "$out" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
@@ -328,7 +343,7 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 echo "# mirror-proxy vs nginx mirror vs Envoy mirror"
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $CPU, $(nproc) CPUs, ${ROUNDS} rounds × ${SECS} s, load before: $(uptime | sed 's/.*load average: //')"
-echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), envoy $(envoy --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p'), wrk -t1, mirror-proxy release build $(git rev-parse --short HEAD)"
+echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), envoy $(envoy --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p'), wrk -t1, mirror-proxy ${MP_BIN:-release build $(git rev-parse --short HEAD)}"
 
 if want 1; then
 # --- 1. throughput ------------------------------------------------------------------
@@ -438,48 +453,75 @@ fi
 if want 3; then
 # --- 3. slow shadow ----------------------------------------------------------------
 echo
-echo "## 3. Shadow answering after 1 s, wrk -t1 -c16 -d${SECS}s: mirror-proxy --threads 1, 100 % vs 0 % mirrored"
+if [ "${PIN:-0}" = 1 ]; then
+  # The system under test on CPU 1, the environment on CPU 0 (see the top).
+  for pid in "$MP_PID_mpslow" "$MP_PID_mpnone" "$MP_PID_mpnone2" "$(cat "$WORK/primary/nginx.pid")" \
+             $(pgrep -P "$(cat "$WORK/primary/nginx.pid")"); do
+    taskset -a -p -c 1 "$pid" >/dev/null
+  done
+  taskset -a -p -c 0 "$SLOW_PID" >/dev/null
+  CLIENT_PIN="taskset -c 0"
+  PINNED="pinned: proxies and primary on CPU 1; wrk, loadgen and the 1 s shadow on CPU 0"
+else
+  PINNED="not pinned"
+fi
+echo "## 3. Shadow answering after 1 s, wrk -t1 -c16 -d${SECS}s: mirror-proxy --threads 1, 100 % vs 0 % mirrored ($PINNED)"
 echo
-echo "| round | 0 % req/s | 0 % p50 ms | 0 % p99 ms | 100 % req/s | 100 % p50 ms | 100 % p99 ms | p99 ratio | load |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-# in_turn ROUND A B: runs A then B in odd rounds, B then A in even ones (so
-# neither leg always runs on the warmer machine).
-in_turn() { if [ $(($1 % 2)) = 1 ]; then "$2"; "$3"; else "$3"; "$2"; fi; }
+echo "A/A: a second proxy at 0 % against the first, same rounds: the ratio when the tee costs nothing."
+echo
+echo "| round | 0 % req/s | 0 % p50 ms | 0 % p99 ms | 100 % req/s | 100 % p50 ms | 100 % p99 ms | p99 ratio | A/A 0 % p99 ms | A/A ratio | load |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+# in_turn ROUND A B C: the three legs in an order that rotates every round
+# (so no leg always runs on the warmer machine).
+in_turn() {
+  local legs=("$2" "$3" "$4") i
+  for i in 0 1 2; do "${legs[$(( (i + $1) % 3 ))]}"; done
+}
 closed_none() { read -r nrps n50 n99 _ _ < <(load $P_MP_NONE 16 "$SECS"); }
 closed_slow() { read -r srps s50 s99 _ _ < <(load $P_MP_SLOW 16 "$SECS"); }
-slow_ratio=()
+closed_aa() { read -r _ _ a99 _ _ < <(load $P_MP_NONE2 16 "$SECS"); }
+# Warm-up, not recorded: each proxy's first seconds (the shadow client
+# dialling its connections, the shadow runtime's first tasks, the
+# allocator's first pages) are a start-up cost, not the tee's steady one.
+for port in $P_MP_NONE $P_MP_SLOW $P_MP_NONE2; do load "$port" 16 "$WARMUP3" >/dev/null; done
+slow_ratio=(); aa_ratio=()
 for r in $(seq 1 "$ROUNDS"); do
-  in_turn "$r" closed_none closed_slow
-  slow_ratio+=("$(ratio "$s99" "$n99")")
-  echo "| $r | $nrps | $n50 | $n99 | $srps | $s50 | $s99 | ${slow_ratio[-1]} | $(cut -d' ' -f1 /proc/loadavg) |"
+  in_turn "$r" closed_none closed_slow closed_aa
+  slow_ratio+=("$(ratio "$s99" "$n99")"); aa_ratio+=("$(ratio "$a99" "$n99")")
+  echo "| $r | $nrps | $n50 | $n99 | $srps | $s50 | $s99 | ${slow_ratio[-1]} | $a99 | ${aa_ratio[-1]} | $(cut -d' ' -f1 /proc/loadavg) |"
 done
 echo
 echo "| ratio | min | median | max |"
 echo "|---|---:|---:|---:|"
 stats "p99 with 1 s shadow / p99 without shadow traffic (goal ≤ 1.1)" "${slow_ratio[@]}"
+stats "A/A: p99 of a second 0 % proxy / the first's (the noise)" "${aa_ratio[@]}"
+if [ "${FIXED3:-1}" = 1 ]; then
 # The same comparison at a fixed rate (open loop) below saturation.
 fixed() { # PORT → "p50_ms p99_ms errors late_p99_ms"
-  "$LOADGEN" --url "http://127.0.0.1:$1" --secret bench-fixed-rate-secret-0123456789abcdef --tenant bench-tenant --json \
+  ${CLIENT_PIN:-} "$LOADGEN" --url "http://127.0.0.1:$1" --secret bench-fixed-rate-secret-0123456789abcdef --tenant bench-tenant --json \
     --clients 64 --rate "$RATE3" --duration "${SECS}s" --label "fixed-$1" | tail -1 |
     python3 -c 'import json, sys; j = json.load(sys.stdin); print("%.3f %.3f %d %.3f" % (j["p50_ms"], j["p99_ms"], j["errors"], j.get("late_p99_ms", 0)))'
 }
 echo
 echo "Fixed rate, loadgen --rate $RATE3 --clients 64 -d${SECS}s (latency from the scheduled instant):"
 echo
-echo "| round | 0 % p50 ms | 0 % p99 ms | 100 % p50 ms | 100 % p99 ms | p99 ratio | errors | harness late p99 ms (0 % / 100 %) | load |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+echo "| round | 0 % p50 ms | 0 % p99 ms | 100 % p50 ms | 100 % p99 ms | p99 ratio | A/A 0 % p99 ms | A/A ratio | errors | harness late p99 ms (0 % / 100 % / A/A) | load |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
 fixed_none() { read -r n50 n99 nerr nlate < <(fixed $P_MP_NONE); }
 fixed_slow() { read -r s50 s99 serr slate < <(fixed $P_MP_SLOW); }
-fixed_ratio=()
+fixed_aa() { read -r _ a99 aerr alate < <(fixed $P_MP_NONE2); }
+fixed_ratio=(); fixed_aa_ratio=()
 for r in $(seq 1 "$ROUNDS"); do
-  in_turn "$r" fixed_none fixed_slow
-  fixed_ratio+=("$(ratio "$s99" "$n99")")
-  echo "| $r | $n50 | $n99 | $s50 | $s99 | ${fixed_ratio[-1]} | $((nerr + serr)) | $nlate / $slate | $(cut -d' ' -f1 /proc/loadavg) |"
+  in_turn "$r" fixed_none fixed_slow fixed_aa
+  fixed_ratio+=("$(ratio "$s99" "$n99")"); fixed_aa_ratio+=("$(ratio "$a99" "$n99")")
+  echo "| $r | $n50 | $n99 | $s50 | $s99 | ${fixed_ratio[-1]} | $a99 | ${fixed_aa_ratio[-1]} | $((nerr + serr + aerr)) | $nlate / $slate / $alate | $(cut -d' ' -f1 /proc/loadavg) |"
 done
 echo
 echo "| ratio | min | median | max |"
 echo "|---|---:|---:|---:|"
 stats "fixed rate: p99 with 1 s shadow / p99 without shadow traffic (goal ≤ 1.1)" "${fixed_ratio[@]}"
+stats "fixed rate, A/A: p99 of a second 0 % proxy / the first's (the noise)" "${fixed_aa_ratio[@]}"
+fi
 echo
 echo "mirror-proxy with the 1 s shadow: $(metric $((P_MP_SLOW+90)) 'mirror_mirrored_total') copies sent, \
 $(metric $((P_MP_SLOW+90)) 'mirror_dropped_total{reason="in-flight-full"}') dropped (in-flight-full, cap 100), \
@@ -489,6 +531,7 @@ echo
 echo "| nginx mirror, same 1 s shadow, -c16 | req/s | p50 ms | p99 ms | errors |"
 echo "|---|---:|---:|---:|---:|"
 echo "| waits for the mirror subrequest | $grps | $g50 | $g99 | $gerr |"
+CLIENT_PIN=
 
 fi
 if want 4; then

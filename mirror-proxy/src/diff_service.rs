@@ -10,7 +10,9 @@
 //! again: under load the exchanges queued meanwhile are taken in one batch,
 //! instead of the proxy threads waking this thread once per exchange (a
 //! cross-thread wake-up costs more than the diff itself). The first
-//! exchange after a quiet spell is still handled at once.
+//! exchange after a quiet spell is still handled at once. The service's
+//! thread runs at a lower CPU priority than the proxy's
+//! ([`crate::priority`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +73,14 @@ struct Writers {
 #[async_trait]
 impl BackgroundService for DiffService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // This service has one thread of its own (Pingora's default for a
+        // background service): it yields the CPU to the proxy's threads.
+        if let Some(nice) = crate::priority::lower_this_thread("diff") {
+            tracing::info!(
+                nice,
+                "diff service and shadow requests run at a lower CPU priority than the primary's threads"
+            );
+        }
         let Some(mut jobs) = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };

@@ -25,7 +25,8 @@
 //! requests share, swapped whole on reload), [`rules`] (compare's rules
 //! plus overlays), [`reload`] (SIGHUP / file watch), [`admin`] (metrics
 //! listener), [`listen`] (port 0 and the readiness line), [`metrics`],
-//! [`telemetry`] (JSON lines, Pingora's included).
+//! [`telemetry`] (JSON lines, Pingora's included), [`priority`] (the tee's
+//! threads yield the CPU to the primary's).
 
 pub mod admin;
 pub mod budget;
@@ -39,6 +40,7 @@ pub mod listen;
 pub mod logfile;
 pub mod marking;
 pub mod metrics;
+pub mod priority;
 pub mod proxy;
 pub mod reload;
 pub mod rules;

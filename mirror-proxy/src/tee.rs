@@ -253,7 +253,9 @@ impl PendingCopy {
 /// queues and timer wheels with the primary's requests and stretched the
 /// primary's tail (p99 ×1.26–1.44 with a 1 s shadow, #17). The shadow
 /// client's pooled connections live on this runtime too (hyper spawns a
-/// connection's task where it is dialled).
+/// connection's task where it is dialled). Its threads (the worker and any
+/// blocking thread, e.g. a DNS lookup) run at a lower CPU priority than the
+/// proxy's ([`crate::priority`]).
 fn shadow_runtime() -> &'static tokio::runtime::Handle {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RUNTIME
@@ -261,6 +263,9 @@ fn shadow_runtime() -> &'static tokio::runtime::Handle {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("shadow")
+                .on_thread_start(|| {
+                    crate::priority::lower_this_thread("shadow");
+                })
                 .enable_all()
                 .build()
                 .expect("the shadow runtime starts")

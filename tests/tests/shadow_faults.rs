@@ -328,3 +328,77 @@ async fn reloads_do_not_add_room_beside_copies_still_in_flight() {
             <= 2
     );
 }
+
+/// `mirror_proxy::priority::TEE_NICE` (this crate does not link the proxy).
+const TEE_NICE: i32 = 10;
+
+/// Name and nice value of every thread of process `pid`, from
+/// `/proc/<pid>/task/<tid>/stat` (the name is in parentheses and may hold
+/// spaces; nice is the 19th field).
+fn threads_of(pid: u32) -> Vec<(String, i32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the proxy's threads") {
+        let Ok(stat) = std::fs::read_to_string(task.expect("task entry").path().join("stat"))
+        else {
+            continue; // the thread ended meanwhile
+        };
+        let (open, close) = (
+            stat.find('(').expect("comm"),
+            stat.rfind(')').expect("comm"),
+        );
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // fields[0] is field 3 (state), so field 19 (nice) is fields[16].
+        threads.push((name, fields[16].parse().expect("nice")));
+    }
+    threads
+}
+
+#[tokio::test]
+async fn the_tees_threads_run_at_a_lower_cpu_priority_than_the_primarys() {
+    let legacy = Legacy::spawn(&[]).await;
+    let shadow = Stub::start(Behaviour::Fast).await;
+    let proxy = Proxy::spawn(ProxyConfig::new(
+        &legacy.addr,
+        Some(&shadow.addr.to_string()),
+    ))
+    .await;
+    // One mirrored request starts the shadow runtime; its diff record
+    // shows that the diff service ran too.
+    let response = send(&http_client(), &proxy.url(), &send_body("priority"))
+        .send()
+        .await
+        .expect("send through the proxy");
+    assert_eq!(response.status(), 201);
+    proxy.wait_records(1).await;
+
+    let pid = proxy.child.id().expect("the proxy runs");
+    let threads = threads_of(pid);
+    // The main thread's nice value is the process's (0 unless the test
+    // itself runs under `nice`).
+    let base = threads
+        .iter()
+        .find(|(name, _)| name == "mirror-proxy")
+        .map(|(_, nice)| *nice)
+        .expect("a thread named mirror-proxy");
+    let lowered = (base + TEE_NICE).min(19);
+    let tee = |name: &str| name == "shadow" || name == "BG diff";
+    assert!(
+        threads.iter().any(|(name, _)| name == "shadow")
+            && threads.iter().any(|(name, _)| name == "BG diff"),
+        "the shadow runtime's and the diff service's threads exist: {threads:?}"
+    );
+    for (name, nice) in &threads {
+        let expected = if tee(name) { lowered } else { base };
+        assert_eq!(*nice, expected, "thread {name:?}: {threads:?}");
+    }
+    assert!(
+        proxy
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|l| l.contains("lower CPU priority")),
+        "the proxy says so at start"
+    );
+}
