@@ -8,7 +8,7 @@
 //! thread in the middle of a primary request, and that wait shows in the
 //! primary's tail. Raising their nice value by [`TEE_NICE`] lets the
 //! scheduler settle every such contest in the primary's favour (a nice-10
-//! thread weighs about a tenth of a nice-0 one and does not preempt it on
+//! thread weighs about a tenth of a nice-0 one and rarely preempts it on
 //! wake-up), while the tee still gets the CPU an idle moment leaves: on a
 //! box with spare CPU nothing changes; on a saturated one, copies wait,
 //! their in-flight slots stay taken longer, and more copies are dropped
@@ -21,17 +21,19 @@
 //! `nice -n 5` gets its tee threads at 15. Raising one's own nice value
 //! needs no privilege.
 //!
-//! Priority inversion: the tee shares two short critical sections with
-//! the proxy threads (the id map's mutex on a status read, the in-flight
-//! semaphore's release); a tee thread preempted inside one delays a proxy
-//! thread only until the scheduler runs it again, which CFS does within
-//! its latency period even at nice 19.
+//! Priority inversion: the one lock the tee shares with the proxy threads
+//! is the id map's mutex (the shadow task inserts a learned pair; a status
+//! read looks one up), held for a map insert. A tee thread preempted
+//! inside it delays a status read only until the scheduler runs it again,
+//! a few milliseconds at most on a saturated core. The in-flight budget
+//! is taken with a lock-free `try_acquire`, and the primary's outcome
+//! goes to the shadow task over a oneshot channel (no lock).
 
 /// How much nicer than the proxy threads the tee's threads run.
 pub const TEE_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority by [`TEE_NICE`]; logs (once per
-/// caller) if the system refuses. Returns the thread's nice value after.
+/// Lowers the calling thread's priority by [`TEE_NICE`]; logs a warning if
+/// the system refuses. Returns the thread's nice value after.
 pub fn lower_this_thread(what: &str) -> Option<i32> {
     match rustix::process::nice(TEE_NICE) {
         Ok(now) => Some(now),
